@@ -1,0 +1,1 @@
+"""The aiortc media node: hosts calls and forwards encoded media between participants."""

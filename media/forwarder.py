@@ -1,0 +1,142 @@
+"""Fan-out of one publisher's encoded frames to the subscribers that receive them.
+
+A Publication is one published track (a participant's camera or microphone), fed by the
+receiver tap. A SlotTrack is what one subscriber's sender reads for one receive slot: aiortc's
+sender sees an `av.Packet` and re-packetizes it (`Encoder.pack`) without encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+from aiortc import MediaStreamTrack
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.mediastreams import MediaStreamError
+from av.packet import Packet
+
+from media.instrumentation import CodecUsage
+
+log = logging.getLogger(__name__)
+
+CLOCK_RATE = {"audio": 48000, "video": 90000}
+# One frame's worth of RTP clock, used to keep timestamps rising when a slot changes publisher.
+FRAME_STEP = {"audio": 960, "video": 3000}
+# Frames a slow subscriber may queue before the slot drops and waits for the next keyframe.
+QUEUE_FRAMES = {"audio": 50, "video": 30}
+KEYFRAME_REQUEST_INTERVAL = 0.4
+
+
+def is_keyframe(kind: str, data: bytes) -> bool:
+    """True when a subscriber can start decoding at this frame (VP8: P bit clear; audio: any)."""
+    if kind == "audio":
+        return True
+    return bool(data) and data[0] & 0x01 == 0
+
+
+class SlotTrack(MediaStreamTrack):
+    """One receive slot of one subscriber: carries whichever publisher is assigned to it."""
+
+    def __init__(self, kind: str, usage: CodecUsage) -> None:
+        super().__init__()
+        self.kind = kind
+        self._usage = usage
+        self._queue: asyncio.Queue[Packet] = asyncio.Queue(QUEUE_FRAMES[kind])
+        self._time_base = Fraction(1, CLOCK_RATE[kind])
+        self._source: Publication | None = None
+        self._needs_keyframe = True
+        self._offset = 0
+        self._last_timestamp: int | None = None
+        self._rebase = True
+
+    @property
+    def source(self) -> Publication | None:
+        return self._source
+
+    def attach(self, source: Publication | None) -> None:
+        """Carry `source` from its next keyframe on (None empties the slot)."""
+        if self._source is source:
+            return
+        if self._source is not None:
+            self._source.subscribers.discard(self)
+        self._source = source
+        self._needs_keyframe = True
+        self._rebase = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        if source is not None:
+            source.subscribers.add(self)
+            source.request_keyframe()
+
+    def push(self, timestamp: int, data: bytes, keyframe: bool) -> None:
+        """Queue one encoded frame; called on the event loop by the publication."""
+        if self._needs_keyframe and not keyframe:
+            return
+        if self._queue.full():
+            # The subscriber's sender fell behind: drop what is queued and restart cleanly.
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._needs_keyframe = self.kind == "video"
+            if self._source is not None and self._needs_keyframe:
+                self._source.request_keyframe()
+            if self._needs_keyframe and not keyframe:
+                return
+        self._needs_keyframe = False
+        if self._rebase:
+            # A new publisher in this slot starts its own clock: continue ours one frame later.
+            last = self._last_timestamp
+            self._offset = 0 if last is None else last + FRAME_STEP[self.kind] - timestamp
+            self._rebase = False
+        out = timestamp + self._offset
+        self._last_timestamp = out
+        forwarded = Packet(data)
+        forwarded.pts = out
+        forwarded.time_base = self._time_base
+        self._queue.put_nowait(forwarded)
+        self._usage.frames_forwarded += 1
+
+    async def recv(self) -> Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        return await self._queue.get()
+
+    def stop(self) -> None:
+        self.attach(None)
+        super().stop()
+
+
+class Publication:
+    """One track a participant publishes, and the slot tracks that forward it."""
+
+    def __init__(self, kind: str, request_pli: Callable[[], None]) -> None:
+        self.kind = kind
+        self.subscribers: set[SlotTrack] = set()
+        self._request_pli = request_pli
+        self._last_request = 0.0
+
+    def on_frame(self, codec: Any, frame: JitterFrame) -> None:
+        """Receiver-tap callback: hand the encoded frame to every subscriber."""
+        if not self.subscribers:
+            return
+        data = frame.data
+        keyframe = is_keyframe(self.kind, data)
+        for track in tuple(self.subscribers):
+            track.push(frame.timestamp, data, keyframe)
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, at most once per KEYFRAME_REQUEST_INTERVAL."""
+        if self.kind != "video":
+            return
+        now = time.monotonic()
+        if now - self._last_request < KEYFRAME_REQUEST_INTERVAL:
+            return
+        self._last_request = now
+        self._request_pli()
+
+    def close(self) -> None:
+        for track in tuple(self.subscribers):
+            track.attach(None)

@@ -1,0 +1,60 @@
+"""Counters that prove the forwarding path never decodes or encodes media.
+
+aiortc creates codecs through `get_decoder` (receiver) and `get_encoder` (sender). Wrapping both
+counts every frame that goes through a real codec; a forwarding node must keep both at zero
+while its `frames_forwarded` grows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import rtcrtpreceiver, rtcrtpsender
+
+
+@dataclass
+class CodecUsage:
+    """How much real codec work this process has done."""
+
+    frames_decoded: int = 0
+    frames_encoded: int = 0
+    frames_forwarded: int = 0
+
+    def as_fields(self) -> dict[str, int]:
+        return {
+            "frames_decoded": self.frames_decoded,
+            "frames_encoded": self.frames_encoded,
+            "frames_forwarded": self.frames_forwarded,
+        }
+
+
+def install(usage: CodecUsage) -> None:
+    """Count every decode and encode aiortc performs in this process from now on."""
+    make_decoder = rtcrtpreceiver.get_decoder
+    make_encoder = rtcrtpsender.get_encoder
+
+    def counting_decoder(codec: Any) -> Any:
+        decoder = make_decoder(codec)
+        decode = decoder.decode
+
+        def counted_decode(encoded_frame: Any) -> Any:
+            usage.frames_decoded += 1
+            return decode(encoded_frame)
+
+        decoder.decode = counted_decode
+        return decoder
+
+    def counting_encoder(codec: Any) -> Any:
+        encoder = make_encoder(codec)
+        encode = encoder.encode
+
+        def counted_encode(frame: Any, force_keyframe: bool = False) -> Any:
+            usage.frames_encoded += 1
+            return encode(frame, force_keyframe)
+
+        encoder.encode = counted_encode
+        return encoder
+
+    rtcrtpreceiver.get_decoder = counting_decoder  # type: ignore[attr-defined]
+    rtcrtpsender.get_encoder = counting_encoder  # type: ignore[attr-defined]

@@ -1,0 +1,140 @@
+"""One participant's peer connection on the node: what it publishes and its receive slots."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+
+from media.forwarder import Publication, SlotTrack
+from media.instrumentation import CodecUsage
+from media.sdp import spread_candidates
+from media.tap import redirect_keyframe_requests, tap_receiver
+from shared.protocol import SLOT_COUNT
+
+log = logging.getLogger(__name__)
+
+#: What a browser offers, in order: its own audio and video, then a receive-only pair per slot.
+EXPECTED_KINDS = ["audio", "video"] + ["audio", "video"] * SLOT_COUNT
+
+
+class BadOffer(ValueError):
+    """The offer does not have the transceivers the slot layout needs."""
+
+
+@dataclass
+class Slot:
+    """A receive slot: an audio and a video sender that carry one remote participant."""
+
+    index: int
+    audio: SlotTrack
+    video: SlotTrack
+    participant: str | None = None
+
+    def carry(self, publisher: Participant | None) -> None:
+        self.participant = publisher.id if publisher else None
+        self.audio.attach(publisher.publications["audio"] if publisher else None)
+        self.video.attach(publisher.publications["video"] if publisher else None)
+
+
+@dataclass
+class Participant:
+    """A browser connected to this node for one call."""
+
+    id: str
+    name: str
+    pc: RTCPeerConnection
+    publications: dict[str, Publication] = field(default_factory=dict)
+    slots: list[Slot] = field(default_factory=list)
+
+    @classmethod
+    async def connect(
+        cls,
+        participant_id: str,
+        name: str,
+        offer_sdp: str,
+        usage: CodecUsage,
+        on_gone: Callable[[Participant], None],
+    ) -> tuple[Participant, str]:
+        """Answer a browser's offer; returns the participant and the SDP answer."""
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        participant = cls(id=participant_id, name=name, pc=pc)
+        try:
+            await pc.setRemoteDescription(
+                RTCSessionDescription(sdp=spread_candidates(offer_sdp), type="offer")
+            )
+            transceivers = pc.getTransceivers()
+            if [t.kind for t in transceivers] != EXPECTED_KINDS:
+                raise BadOffer("offer must hold audio, video, then five audio/video slot pairs")
+            participant._publish(transceivers[0])
+            participant._publish(transceivers[1])
+            for index in range(SLOT_COUNT):
+                audio, video = transceivers[2 + 2 * index], transceivers[3 + 2 * index]
+                participant.slots.append(participant._slot(index, audio, video, usage))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception:
+            await pc.close()
+            raise
+
+        @pc.on("connectionstatechange")
+        def _on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                on_gone(participant)
+
+        return participant, pc.localDescription.sdp
+
+    def _publish(self, transceiver: RTCRtpTransceiver) -> None:
+        receiver = transceiver.receiver
+        transceiver.direction = "recvonly"
+        publication = Publication(transceiver.kind, lambda: _send_pli(receiver))
+        tap_receiver(receiver, publication.on_frame)
+        self.publications[transceiver.kind] = publication
+
+    def _slot(
+        self, index: int, audio: RTCRtpTransceiver, video: RTCRtpTransceiver, usage: CodecUsage
+    ) -> Slot:
+        slot = Slot(index, SlotTrack("audio", usage), SlotTrack("video", usage))
+        for transceiver, track in ((audio, slot.audio), (video, slot.video)):
+            transceiver.direction = "sendonly"
+            transceiver.sender.replaceTrack(track)
+            # One stream per remote participant, so the browser lip-syncs each on its own.
+            transceiver.sender._stream_id = f"{self.id}-slot{index}"
+        redirect_keyframe_requests(video.sender, lambda: _request_keyframe(slot.video))
+        return slot
+
+    def slot_for(self, participant_id: str) -> Slot | None:
+        return next((s for s in self.slots if s.participant == participant_id), None)
+
+    def free_slot(self) -> Slot | None:
+        return next((s for s in self.slots if s.participant is None), None)
+
+    async def close(self) -> None:
+        for slot in self.slots:
+            slot.carry(None)
+        for publication in self.publications.values():
+            publication.close()
+        await self.pc.close()
+
+
+def _request_keyframe(track: SlotTrack) -> None:
+    if track.source is not None:
+        track.source.request_keyframe()
+
+
+def _send_pli(receiver: RTCRtpReceiver) -> None:
+    """Send a PLI to the publisher for the video SSRC this receiver currently hears."""
+    sources = receiver.getSynchronizationSources()
+    if sources:
+        asyncio.ensure_future(receiver._send_rtcp_pli(sources[0].source))

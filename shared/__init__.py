@@ -1,0 +1,1 @@
+"""Code that the web, worker, beat and media processes all import."""

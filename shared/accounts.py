@@ -1,0 +1,104 @@
+"""Clinics, team members and memberships: the service functions the CLI and web share."""
+
+from __future__ import annotations
+
+import re
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.errors import VidclinicError
+from shared.models import Clinic, Membership, Role, User
+
+_hasher = PasswordHasher()
+# Verified against when the email is unknown, so a wrong email costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("vidclinic-dummy-password")
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+MIN_PASSWORD = 10
+
+
+class AccountError(VidclinicError):
+    """A clinic or user could not be created; the message says why, in plain words."""
+
+    code = "account"
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def create_clinic(session: Session, slug: str, name: str) -> Clinic:
+    """Create a clinic; raises AccountError for a malformed or taken slug."""
+    if not SLUG.match(slug):
+        raise AccountError("slug must be lowercase letters, digits and dashes (at most 64)")
+    if not name.strip():
+        raise AccountError("name must not be empty")
+    if session.scalar(select(Clinic).where(Clinic.slug == slug)):
+        raise AccountError(f"a clinic with slug {slug!r} already exists")
+    clinic = Clinic(slug=slug, name=name.strip())
+    session.add(clinic)
+    session.flush()
+    return clinic
+
+
+def create_user(
+    session: Session,
+    email: str,
+    password: str,
+    name: str,
+    clinic_slug: str | None = None,
+    role: Role = Role.CLINICIAN,
+) -> User:
+    """Create a team member, optionally with a role in one clinic; raises AccountError."""
+    email = normalise_email(email)
+    if "@" not in email or len(email) > 254:
+        raise AccountError("email must be a valid email address")
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"password must be at least {MIN_PASSWORD} characters")
+    if not name.strip():
+        raise AccountError("name must not be empty")
+    if session.scalar(select(User).where(User.email == email)):
+        raise AccountError(f"a user with email {email} already exists")
+    clinic = None
+    if clinic_slug is not None:
+        clinic = session.scalar(select(Clinic).where(Clinic.slug == clinic_slug))
+        if clinic is None:
+            raise AccountError(f"no clinic with slug {clinic_slug!r}")
+    user = User(email=email, display_name=name.strip(), password_hash=_hasher.hash(password))
+    session.add(user)
+    session.flush()
+    if clinic is not None:
+        session.add(Membership(user_id=user.id, clinic_id=clinic.id, role=role))
+        session.flush()
+    return user
+
+
+def authenticate(session: Session, email: str, password: str) -> User | None:
+    """The user with this email and password, or None; says nothing about which was wrong."""
+    user = session.scalar(select(User).where(User.email == normalise_email(email)))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None:
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    return user
+
+
+def membership(session: Session, user_id: int, clinic_id: int) -> Membership | None:
+    return session.scalar(
+        select(Membership).where(Membership.user_id == user_id, Membership.clinic_id == clinic_id)
+    )
+
+
+def clinic_by_slug(session: Session, slug: str) -> Clinic | None:
+    return session.scalar(select(Clinic).where(Clinic.slug == slug))
+
+
+def is_empty(session: Session) -> bool:
+    """True before the first clinic exists (the dev launcher then seeds a demo clinic)."""
+    return not session.scalar(select(func.count()).select_from(Clinic))

@@ -1,0 +1,52 @@
+"""Domain exceptions that carry data; web/errors.py turns them into responses and socket errors."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class VidclinicError(Exception):
+    """Base of every domain error; `code` is stable and safe to show to programs."""
+
+    code = "error"
+
+
+class SpaceNotFound(VidclinicError):
+    """The patient space does not exist (any more)."""
+
+    code = "space-not-found"
+
+
+class SpaceAlreadyClaimed(VidclinicError):
+    """Another clinician is already seeing this patient."""
+
+    code = "already-being-seen"
+
+    def __init__(self, by: str) -> None:
+        super().__init__(by)
+        self.by = by
+
+
+class NoMediaNode(VidclinicError):
+    """No live media node has capacity for another call."""
+
+    code = "no-media-node"
+
+
+class EntryRateLimited(VidclinicError):
+    """Too many patient entries from one address; retry after `retry_after` seconds."""
+
+    code = "rate-limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+class CloseReason(StrEnum):
+    """Why a consultation or call ended (sent to browsers in `ended`)."""
+
+    CLINICIAN_ENDED = "clinician-ended"
+    PATIENT_LEFT = "patient-left"
+    PATIENT_TIMED_OUT = "patient-timed-out"
+    EXPIRED = "expired"

@@ -1,0 +1,75 @@
+"""Every Redis key, pub/sub channel and TTL of the live state, in one place.
+
+Live state forgets by design: every key carries a TTL, so a crash can strand nothing for long.
+The Celery broker lives in another database index (see `Settings.celery_broker_url`).
+"""
+
+from __future__ import annotations
+
+PREFIX = "vc"
+
+
+def space(space_id: str) -> str:
+    """HASH: one patient space — clinic_id, entry fields, status, call_id, entered_at, last_seen."""
+    return f"{PREFIX}:space:{space_id}"
+
+
+def space_token(token_hash: str) -> str:
+    """STRING: the space id a patient's capability token opens (the token itself is never stored)."""
+    return f"{PREFIX}:space-token:{token_hash}"
+
+
+def waiting_area(clinic_id: int) -> str:
+    """ZSET: the clinic's patient spaces, scored by the time each patient entered."""
+    return f"{PREFIX}:clinic:{clinic_id}:waiting-area"
+
+
+def clinic_events(clinic_id: int) -> str:
+    """Channel: waiting-area changes (arrived, updated, left) for every dashboard of the clinic."""
+    return f"{PREFIX}:clinic:{clinic_id}:events"
+
+
+def space_events(space_id: str) -> str:
+    """Channel: what happens to one patient space (a clinician joins, the consultation ends)."""
+    return f"{PREFIX}:space:{space_id}:events"
+
+
+def call(call_id: str) -> str:
+    """HASH: one call — kind, clinic_id, space_id, node_id, started_at, clinician_id."""
+    return f"{PREFIX}:call:{call_id}"
+
+
+def call_events(call_id: str) -> str:
+    """Channel: events for everyone in a call (media ready, call ended)."""
+    return f"{PREFIX}:call:{call_id}:events"
+
+
+def participant_signal(call_id: str, participant_id: str) -> str:
+    """Channel: the media node's answers and slot maps for one participant's socket."""
+    return f"{PREFIX}:call:{call_id}:participant:{participant_id}"
+
+
+MEDIA_NODES = f"{PREFIX}:media:nodes"
+"""ZSET: registered media node ids, scored by their current load (participants hosted)."""
+
+
+def media_node(node_id: str) -> str:
+    """HASH: one media node — id, address, capacity, load, counters; lives while it heartbeats."""
+    return f"{PREFIX}:media:node:{node_id}"
+
+
+def media_node_inbox(node_id: str) -> str:
+    """LIST: signalling commands for one media node (offers, leaves, room closes), oldest first."""
+    return f"{PREFIX}:media:node:{node_id}:inbox"
+
+
+def entry_rate(address: str) -> str:
+    """STRING counter: patient entries from one client address in the current minute."""
+    return f"{PREFIX}:entry-rate:{address}"
+
+
+#: Seconds the call-to-node assignment lives after the last participant left.
+CALL_TTL = 4 * 3600
+#: Seconds a media node's registry entry outlives its last heartbeat, in heartbeats.
+NODE_TTL_HEARTBEATS = 3
+ENTRY_RATE_WINDOW = 60

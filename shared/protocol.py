@@ -1,0 +1,256 @@
+"""Signalling messages: typed, versioned, and free of I/O.
+
+Every message on a socket or a Redis channel is a JSON object `{"v": 1, "type": ..., ...}`.
+The same classes describe browser ↔ web, web → media node and media node → participant
+messages, so each side decodes exactly what the other encodes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import Any, ClassVar, TypeVar
+
+VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_SDP_CHARS = 32 * 1024
+
+
+class ProtocolError(ValueError):
+    """A message is not valid JSON, has an unknown type, or a field of the wrong shape."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """Base of every signalling message."""
+
+    type: ClassVar[str]
+
+    def encode(self) -> str:
+        """The message as one JSON text."""
+        return json.dumps({"v": VERSION, "type": self.type, **asdict(self)}, separators=(",", ":"))
+
+
+_REGISTRY: dict[str, type[Message]] = {}
+M = TypeVar("M", bound=type[Message])
+
+
+def message(cls: M) -> M:
+    """Register a message class under its `type`."""
+    _REGISTRY[cls.type] = cls
+    return cls
+
+
+def decode(raw: str | bytes, *allowed: type[Message]) -> Message:
+    """Parse one message, accepting only the given classes; raises ProtocolError."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("message too large")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ProtocolError("message is not JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("message is not an object")
+    if data.get("v") != VERSION:
+        raise ProtocolError("unsupported protocol version")
+    cls = _REGISTRY.get(str(data.get("type")))
+    if cls is None or (allowed and cls not in allowed):
+        raise ProtocolError(f"unexpected message type {data.get('type')!r}")
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise ProtocolError(f"{cls.type}: missing {f.name}")
+            continue
+        values[f.name] = data[f.name]
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"{cls.type}: {exc}") from None
+
+
+def _require_str(name: str, value: object, limit: int) -> None:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise ValueError(f"{name} must be a non-empty string of at most {limit} characters")
+
+
+# --- browser → web ------------------------------------------------------------------------------
+
+
+@message
+@dataclass(frozen=True)
+class Offer(Message):
+    """A participant's SDP offer: own audio and video, then five receive-only slot pairs."""
+
+    type: ClassVar[str] = "offer"
+    sdp: str
+
+    def __post_init__(self) -> None:
+        _require_str("sdp", self.sdp, MAX_SDP_CHARS)
+
+
+@message
+@dataclass(frozen=True)
+class Join(Message):
+    """A clinician asks to see the patient in a space (sent from the waiting-area dashboard)."""
+
+    type: ClassVar[str] = "join"
+    space: str
+
+    def __post_init__(self) -> None:
+        _require_str("space", self.space, 64)
+
+
+@message
+@dataclass(frozen=True)
+class Leave(Message):
+    """A participant leaves the call (for a patient this ends the consultation)."""
+
+    type: ClassVar[str] = "leave"
+
+
+@message
+@dataclass(frozen=True)
+class EndCall(Message):
+    """The clinician ends the consultation for everyone."""
+
+    type: ClassVar[str] = "end-call"
+
+
+# --- web → browser ------------------------------------------------------------------------------
+
+
+@message
+@dataclass(frozen=True)
+class WaitingArea(Message):
+    """The full list of waiting-area cards, sent when a dashboard connects."""
+
+    type: ClassVar[str] = "waiting-area"
+    spaces: list[dict[str, Any]]
+    now: float
+
+
+@message
+@dataclass(frozen=True)
+class SpaceChanged(Message):
+    """A card arrived or changed on the waiting area (`event` is arrived or updated)."""
+
+    type: ClassVar[str] = "space-changed"
+    event: str
+    space: dict[str, Any]
+
+
+@message
+@dataclass(frozen=True)
+class SpaceLeft(Message):
+    """A card left the waiting area: the consultation ended or the patient left."""
+
+    type: ClassVar[str] = "space-left"
+    space: str
+
+
+@message
+@dataclass(frozen=True)
+class Joined(Message):
+    """The clinician's join succeeded: open the call page at `url`."""
+
+    type: ClassVar[str] = "joined"
+    call: str
+    url: str
+
+
+@message
+@dataclass(frozen=True)
+class CallStarted(Message):
+    """Tells a waiting patient that a clinician has joined: connect media for this call."""
+
+    type: ClassVar[str] = "call-started"
+    call: str
+    clinician: str
+
+
+@message
+@dataclass(frozen=True)
+class MediaReady(Message):
+    """A media node hosts the call: the browser may send its offer now."""
+
+    type: ClassVar[str] = "media-ready"
+    call: str
+
+
+@message
+@dataclass(frozen=True)
+class Ended(Message):
+    """The call or consultation is over; `reason` is a CloseReason value."""
+
+    type: ClassVar[str] = "ended"
+    reason: str
+
+
+@message
+@dataclass(frozen=True)
+class Error(Message):
+    """A request was refused; `code` is stable for programs, `message` is for people."""
+
+    type: ClassVar[str] = "error"
+    code: str
+    message: str
+
+
+# --- web → media node ---------------------------------------------------------------------------
+
+
+@message
+@dataclass(frozen=True)
+class NodeOffer(Message):
+    """A participant's offer, relayed to the node hosting the call."""
+
+    type: ClassVar[str] = "node-offer"
+    call: str
+    participant: str
+    name: str
+    sdp: str
+
+
+@message
+@dataclass(frozen=True)
+class NodeLeave(Message):
+    """A participant left: the node closes its peer connection and frees its slots."""
+
+    type: ClassVar[str] = "node-leave"
+    call: str
+    participant: str
+
+
+@message
+@dataclass(frozen=True)
+class NodeCloseRoom(Message):
+    """The call ended: the node closes every peer connection of the room."""
+
+    type: ClassVar[str] = "node-close-room"
+    call: str
+
+
+# --- media node → participant -------------------------------------------------------------------
+
+
+@message
+@dataclass(frozen=True)
+class Answer(Message):
+    """The media node's SDP answer (it carries the node's ICE candidates)."""
+
+    type: ClassVar[str] = "answer"
+    sdp: str
+
+
+@message
+@dataclass(frozen=True)
+class Slots(Message):
+    """Which remote participant each receive slot carries; slots not listed are empty."""
+
+    type: ClassVar[str] = "slots"
+    slots: list[dict[str, Any]]
+
+
+#: Remote participants a browser can receive without renegotiating (a call holds up to 6).
+SLOT_COUNT = 5
