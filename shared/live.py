@@ -138,6 +138,13 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 return {node, space}
 """
 
+# A fixed window per address; written for Redis 6.2 (the embedded one), which lacks EXPIRE NX.
+_COUNT_ENTRY = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {n, redis.call('TTL', KEYS[1])}
+"""
+
 _TOUCH_SPACE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'last_seen', ARGV[1])
@@ -178,6 +185,7 @@ class LiveState:
         self._end_space = redis.register_script(_END_SPACE)
         self._touch_space = redis.register_script(_TOUCH_SPACE)
         self._allocate_node = redis.register_script(_ALLOCATE_NODE)
+        self._count_entry = redis.register_script(_COUNT_ENTRY)
 
     def publish(self, channel: str, message: Message) -> None:
         """Announce a message on a channel."""
@@ -187,12 +195,7 @@ class LiveState:
 
     def check_entry_rate(self, address: str, per_minute: int) -> None:
         """Count one entry from `address`; raises EntryRateLimited past `per_minute`."""
-        key = keys.entry_rate(address)
-        pipe = self.redis.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, keys.ENTRY_RATE_WINDOW, nx=True)
-        pipe.ttl(key)
-        count, _, ttl = pipe.execute()
+        count, ttl = self._count_entry(keys=[keys.entry_rate(address)], args=[keys.ENTRY_RATE_WINDOW])
         if count > per_minute:
             raise EntryRateLimited(retry_after=max(int(ttl), 1))
 

@@ -12,8 +12,9 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
 VERSION = 1
-MAX_MESSAGE_BYTES = 64 * 1024
-MAX_SDP_CHARS = 32 * 1024
+MAX_MESSAGE_BYTES = 160 * 1024
+# A browser offer with twelve m-sections runs to about 40 KB.
+MAX_SDP_CHARS = 128 * 1024
 
 
 class ProtocolError(ValueError):

@@ -1,0 +1,171 @@
+"""The `vidclinic` command: one subcommand per process type, plus setup chores.
+
+Heavy imports happen inside each subcommand, so `vidclinic --help` is quick and gunicorn's
+gevent workers patch the standard library before the web app imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import NoReturn
+
+from shared.config import Settings, SettingsError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Wrong arguments: one line saying what is wrong, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise SystemExit(f"vidclinic: error: {exc}") from None
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from shared.devserver import run_dev
+
+    return run_dev(port=args.port)
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    from shared.webserver import serve
+
+    serve(_settings(), host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.app import create_celery
+
+    settings = _settings()
+    argv = ["worker", "--loglevel", settings.log_level, "--concurrency", str(args.concurrency)]
+    create_celery(settings).worker_main([*argv, "--without-mingle", "--without-gossip"])
+    return 0
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    from workers.app import create_celery
+
+    settings = _settings()
+    schedule = args.schedule or os.path.join(tempfile.gettempdir(), "vidclinic-beat-schedule")
+    create_celery(settings).start(["beat", "--loglevel", settings.log_level, "--schedule", schedule])
+    return 0
+
+
+def cmd_media(args: argparse.Namespace) -> int:
+    import logging
+
+    from media.node import run
+
+    settings = _settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    run(settings)
+    return 0
+
+
+def _database_url() -> str:
+    return os.environ.get("DATABASE_URL") or "sqlite:///var/vidclinic.sqlite3"
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from shared.db import upgrade
+
+    upgrade(_database_url())
+    print("database is up to date")
+    return 0
+
+
+def cmd_create_clinic(args: argparse.Namespace) -> int:
+    from shared.accounts import AccountError, create_clinic
+    from shared.db import make_engine, make_sessionmaker
+
+    sessions = make_sessionmaker(make_engine(_database_url()))
+    try:
+        with sessions.begin() as session:
+            clinic = create_clinic(session, args.slug, args.name)
+            print(f"created clinic {clinic.slug} (patient link: /c/{clinic.slug})")
+    except AccountError as exc:
+        raise SystemExit(f"vidclinic: error: {exc}") from None
+    return 0
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    from shared.accounts import AccountError, create_user
+    from shared.db import make_engine, make_sessionmaker
+    from shared.models import Role
+
+    if args.role and not args.clinic:
+        raise SystemExit("vidclinic: error: --role needs --clinic")
+    sessions = make_sessionmaker(make_engine(_database_url()))
+    try:
+        with sessions.begin() as session:
+            user = create_user(
+                session, args.email, args.password, args.name, args.clinic, Role(args.role or "clinician")
+            )
+            print(f"created user {user.email}")
+    except AccountError as exc:
+        raise SystemExit(f"vidclinic: error: {exc}") from None
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="vidclinic", description="Telehealth video consultations.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    dev = sub.add_parser("dev", help="run everything on this machine: embedded Redis, SQLite, a demo clinic")
+    dev.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000), help="HTTP port (default 8000 or $PORT)")
+    dev.set_defaults(func=cmd_dev)
+
+    web = sub.add_parser("web", help="serve pages, API and sockets (gunicorn, gevent worker)")
+    web.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="address to bind (default 127.0.0.1 or $HOST)")
+    web.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000), help="port (default 8000 or $PORT)")
+    web.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY") or 1), help="worker processes (default 1 or $WEB_CONCURRENCY)")
+    web.set_defaults(func=cmd_web)
+
+    worker = sub.add_parser("worker", help="run a Celery worker (media allocation, notifications, housekeeping)")
+    worker.add_argument("--concurrency", type=int, default=2, help="task processes (default 2)")
+    worker.set_defaults(func=cmd_worker)
+
+    beat = sub.add_parser("beat", help="run the periodic scheduler (exactly one per deployment)")
+    beat.add_argument("--schedule", help="file beat keeps its state in (default: in the temp folder)")
+    beat.set_defaults(func=cmd_beat)
+
+    media = sub.add_parser("media", help="run a media node (one per core)")
+    media.set_defaults(func=cmd_media)
+
+    db = sub.add_parser("db", help="database chores")
+    db_sub = db.add_subparsers(dest="db_command", required=True, parser_class=OneLineParser)
+    db_sub.add_parser("upgrade", help="apply pending migrations").set_defaults(func=cmd_db_upgrade)
+
+    clinic = sub.add_parser("create-clinic", help="create a clinic")
+    clinic.add_argument("--slug", required=True, help="short name in the patient link /c/<slug>")
+    clinic.add_argument("--name", required=True, help="the clinic's name as patients see it")
+    clinic.set_defaults(func=cmd_create_clinic)
+
+    user = sub.add_parser("create-user", help="create a team member")
+    user.add_argument("--email", required=True)
+    user.add_argument("--password", required=True)
+    user.add_argument("--name", required=True, help="display name")
+    user.add_argument("--clinic", help="slug of the clinic to add them to")
+    user.add_argument("--role", choices=["admin", "clinician"], help="role in that clinic (default clinician)")
+    user.set_defaults(func=cmd_create_user)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""What a person does in the browser, by the labels on screen."""
+
+from __future__ import annotations
+
+import time
+
+from playwright.sync_api import BrowserContext, Page, expect
+
+from tests.support.stack import Stack
+
+VIDEO_PROGRESS = """async (selector) => {
+  const video = document.querySelector(selector);
+  if (!video || video.videoWidth === 0) return null;
+  const before = video.getVideoPlaybackQuality().totalVideoFrames;
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  const after = video.getVideoPlaybackQuality().totalVideoFrames;
+  return { width: video.videoWidth, before, after };
+}"""
+
+AUDIO_PACKETS = """async () => {
+  const call = window.vidclinicCall;
+  if (!call || !call.pc) return 0;
+  let packets = 0;
+  (await call.pc.getStats()).forEach((report) => {
+    if (report.type === "inbound-rtp" && report.kind === "audio") packets += report.packetsReceived;
+  });
+  return packets;
+}"""
+
+
+def new_context(browser: object) -> BrowserContext:
+    context: BrowserContext = browser.new_context(permissions=["camera", "microphone"])  # type: ignore[attr-defined]
+    return context
+
+
+def sign_in(page: Page, stack: Stack, email: str, password: str) -> None:
+    page.goto(f"{stack.url}/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def enter_as_patient(page: Page, stack: Stack, first: str, last: str, phone: str, slug: str = "demo") -> None:
+    page.goto(f"{stack.url}/c/{slug}")
+    page.get_by_label("First name").fill(first)
+    page.get_by_label("Last name").fill(last)
+    page.get_by_label("Phone number").fill(phone)
+    page.get_by_role("button", name="Start video call").click()
+
+
+def wait_for_video_playing(page: Page, selector: str, timeout: float = 20.0) -> dict[str, int]:
+    """Wait until the video element shows frames that keep advancing; returns the figures."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = page.evaluate(VIDEO_PROGRESS, selector)
+        if last and last["width"] > 0 and last["after"] > last["before"]:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"{selector} is not playing: {last}")
+
+
+def wait_for_audio_packets(page: Page, timeout: float = 20.0) -> int:
+    deadline = time.monotonic() + timeout
+    packets = 0
+    while time.monotonic() < deadline:
+        packets = page.evaluate(AUDIO_PACKETS)
+        if packets > 0:
+            return int(packets)
+        time.sleep(0.2)
+    raise AssertionError("no audio packets received")
+
+
+__all__ = ["expect"]

@@ -1,0 +1,130 @@
+"""The real system, started by the tests: Redis, the web server, a Celery worker, beat and a
+media node, each its own process, exactly as an operator runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+import requests
+
+from shared.redis_server import EmbeddedRedis, free_port
+
+SECRET = "test-secret-key-0123456789"
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class Stack:
+    """Handles on the running system."""
+
+    root: Path
+    redis_server: EmbeddedRedis
+    database_url: str
+    port: int = field(default_factory=free_port)
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "REDIS_URL": self.redis_server.url,
+            "DATABASE_URL": self.database_url,
+            "VIDCLINIC_SECRET_KEY": SECRET,
+            "VIDCLINIC_MEDIA_ADDRESSES": "127.0.0.1",
+            "VIDCLINIC_PATIENT_GRACE": "4",
+            "VIDCLINIC_ENTRY_RATE": "1000",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_server.url, decode_responses=True)
+
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Process:
+        log = self.root / f"{name}.log"
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", *args],
+            env=env or self.env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        process = Process(name, popen, log)
+        self.processes[name] = process
+        return process
+
+    def start_web(self) -> None:
+        self.start("web", "web", "--port", str(self.port))
+        wait_until(lambda: _answers(f"{self.url}/healthz"), 30, "web server", self.processes["web"])
+
+    def start_media(self, name: str = "media", node_id: str = "node-1") -> Process:
+        env = {**self.env, "VIDCLINIC_MEDIA_NODE_ID": node_id, "VIDCLINIC_MEDIA_HEARTBEAT": "1"}
+        process = self.start(name, "media", env=env)
+        client = self.redis()
+        wait_until(lambda: client.exists(f"vc:media:node:{node_id}"), 30, "media node", process)
+        return process
+
+    def start_worker(self) -> None:
+        process = self.start("worker", "worker", "--concurrency", "2")
+        wait_until(lambda: "ready." in process.log.read_text(errors="replace"), 60, "worker", process)
+
+    def start_beat(self) -> None:
+        self.start("beat", "beat", "--schedule", str(self.root / "beat-schedule"))
+
+    def stop_all(self) -> None:
+        for name in ("beat", "worker", "media", "web"):
+            for key in [k for k in self.processes if k.startswith(name)]:
+                self.processes.pop(key).stop()
+        for process in list(self.processes.values()):
+            process.stop()
+        self.processes.clear()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def wait_until(check, timeout: float, what: str, process: Process | None = None) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if process is not None and process.popen.poll() is not None:
+            raise RuntimeError(f"{what} exited:\n{process.tail()}")
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not ready after {timeout} s" + (f":\n{process.tail()}" if process else ""))

@@ -1,0 +1,95 @@
+"""Signing in and out, and the signed-in home page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from marshmallow import fields, validate
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from shared.accounts import authenticate, clinic_by_slug, membership
+from shared.models import Clinic, Membership
+from web.i18n import gettext as _
+from web.i18n import lazy_gettext as _l
+from web.services import Services
+from web.validation import REQUIRED, StrippedSchema
+
+bp = Blueprint("auth", __name__)
+
+
+class LoginSchema(StrippedSchema):
+    """The sign-in form."""
+
+    email = fields.String(
+        required=True,
+        validate=[
+            validate.Length(min=1, error=REQUIRED),
+            validate.Length(max=254, error=_l("Use at most {max} characters.")),
+            validate.Email(error=_l("Enter an email address like name@example.org.")),
+        ],
+        error_messages={"required": REQUIRED, "invalid": REQUIRED},
+    )
+    password = fields.String(
+        required=True,
+        validate=[
+            validate.Length(min=1, error=REQUIRED),
+            validate.Length(max=1024, error=_l("Use at most {max} characters.")),
+        ],
+        error_messages={"required": REQUIRED, "invalid": REQUIRED},
+    )
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> str | Response | tuple[str, int]:
+    """The sign-in page; a wrong email or password gets one plain message, not which was wrong."""
+    if request.method == "GET":
+        return render_template("auth/login.html", values={}, errors={})
+    form = {k: v for k, v in request.form.items() if k != "csrf_token"}
+    data, errors = LoginSchema().load_clean(form)
+    values = {"email": form.get("email", "")[:254]}
+    if errors:
+        return render_template("auth/login.html", values=values, errors=errors), 400
+    session = Services.db()
+    user = authenticate(session, data["email"], data["password"])
+    if user is None:
+        message = _("The email or password is not correct.")
+        return render_template("auth/login.html", values=values, errors={}, failure=message), 400
+    session.commit()
+    login_user(user)
+    return redirect(_safe_next() or url_for("auth.home"))
+
+
+@bp.post("/logout")
+@login_required
+def logout() -> Response:
+    logout_user()
+    return redirect(url_for("auth.login"))
+
+
+@bp.get("/")
+@login_required
+def home() -> str | Response:
+    """The clinics the team member belongs to; straight to the waiting area when just one."""
+    clinics = Services.db().scalars(
+        select(Clinic).join(Membership).where(Membership.user_id == current_user.id)
+    ).all()
+    if len(clinics) == 1:
+        return redirect(url_for("dashboard.waiting_area", slug=clinics[0].slug))
+    return render_template("auth/home.html", clinics=clinics)
+
+
+def _safe_next() -> str | None:
+    target = request.args.get("next", "")
+    return target if target.startswith("/") and not target.startswith("//") else None
+
+
+def member_clinic_or_403(slug: str) -> Clinic:
+    """The clinic at `slug` if the signed-in user belongs to it; 404 if none, 403 if not theirs."""
+    session = Services.db()
+    clinic = clinic_by_slug(session, slug)
+    if clinic is None:
+        abort(404)
+    if not current_user.is_authenticated or membership(session, current_user.id, clinic.id) is None:
+        abort(403)
+    return clinic

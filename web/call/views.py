@@ -1,0 +1,85 @@
+"""The clinician's call page and its signalling socket."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, url_for
+from flask_login import current_user, login_required
+from flask_sock import ConnectionClosed
+from werkzeug.exceptions import HTTPException
+
+from shared.consultations import end_consultation
+from shared.errors import CloseReason
+from shared.live import Call
+from shared.models import Clinic
+from shared.protocol import EndCall, Offer, ProtocolError, decode
+from web import sock
+from web.auth.views import member_clinic_or_403
+from web.i18n import gettext as _
+from web.services import Services
+from web.signalling import SocketSession, forward, join_call_channels, leave_node, relay_offer
+
+bp = Blueprint("call", __name__)
+
+
+def _own_call_or_error(slug: str, call_id: str) -> tuple[Clinic, Call]:
+    """The call if it is this clinic's and the signed-in clinician's; 403/404 otherwise."""
+    clinic = member_clinic_or_403(slug)
+    call = Services.current().live.get_call(call_id)
+    if call is None or call.clinic_id != clinic.id:
+        abort(404)
+    if call.clinician_id != f"u{current_user.id}":
+        abort(403)
+    return clinic, call
+
+
+@bp.get("/clinics/<slug>/calls/<call_id>")
+@login_required
+def call_page(slug: str, call_id: str) -> str:
+    clinic, call = _own_call_or_error(slug, call_id)
+    space = Services.current().live.get_space(call.space_id)
+    return render_template(
+        "call/call.html",
+        clinic=clinic,
+        call=call,
+        patient_name=space.display_name if space else "",
+        socket_url=url_for("call.call_socket", slug=slug, call_id=call_id),
+        ice_servers=list(Services.current().settings.ice_servers),
+    )
+
+
+@sock.route("/clinics/<slug>/calls/<call_id>/ws", bp=bp)
+def call_socket(ws: object, slug: str, call_id: str) -> None:
+    """Signalling for the clinician in a call; "end-call" ends the consultation for everyone."""
+    services = Services.current()
+    live = services.live
+    session = SocketSession(ws, services.redis)  # type: ignore[arg-type]
+    try:
+        _clinic, call = _own_call_or_error(slug, call_id)
+    except HTTPException as refused:
+        session.error("forbidden" if refused.code == 403 else "not-found", _("You do not have access to this page"))
+        session.close_socket()
+        return
+    participant, name = f"u{current_user.id}", current_user.display_name
+    join_call_channels(session, live, call_id, participant)
+    session.start_relay(forward)
+    try:
+        while True:
+            raw = session.receive()
+            if raw is None:
+                if live.get_call(call_id) is None:
+                    break
+                continue
+            try:
+                message = decode(raw, Offer, EndCall)
+            except ProtocolError as exc:
+                session.error("bad-message", str(exc))
+                continue
+            if isinstance(message, Offer):
+                relay_offer(session, live, call_id, participant, name, message)
+            elif isinstance(message, EndCall):
+                end_consultation(live, services.sessions, call.space_id, CloseReason.CLINICIAN_ENDED)
+    except ConnectionClosed:
+        pass
+    finally:
+        session.close()
+        leave_node(live, call_id, participant)

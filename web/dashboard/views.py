@@ -1,0 +1,75 @@
+"""The waiting-area dashboard: the clinic's waiting patients, live, with "Join"."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, render_template, url_for
+from flask_login import current_user, login_required
+from flask_sock import ConnectionClosed
+from werkzeug.exceptions import HTTPException
+
+from shared import keys
+from shared.errors import SpaceAlreadyClaimed, SpaceNotFound
+from shared.protocol import Join, Joined, ProtocolError, WaitingArea, decode
+from web import sock
+from web.auth.views import member_clinic_or_403
+from web.errors import message_for
+from web.i18n import gettext as _
+from web.services import Services
+from web.signalling import SocketSession, forward
+from workers.app import ALLOCATE_MEDIA_NODE
+
+bp = Blueprint("dashboard", __name__)
+
+
+@bp.get("/clinics/<slug>/waiting-area")
+@login_required
+def waiting_area(slug: str) -> str:
+    clinic = member_clinic_or_403(slug)
+    return render_template(
+        "dashboard/waiting_area.html",
+        clinic=clinic,
+        socket_url=url_for("dashboard.waiting_area_socket", slug=slug),
+    )
+
+
+@sock.route("/clinics/<slug>/waiting-area/ws", bp=bp)
+def waiting_area_socket(ws: object, slug: str) -> None:
+    """Cards for every waiting patient, then each change as it happens; "join" claims one."""
+    services = Services.current()
+    live = services.live
+    session = SocketSession(ws, services.redis)  # type: ignore[arg-type]
+    try:
+        clinic = member_clinic_or_403(slug)
+    except HTTPException as refused:
+        session.error("forbidden" if refused.code == 403 else "not-found", _("You do not have access to this page"))
+        session.close_socket()
+        return
+    clinic_id, user_id, name = clinic.id, current_user.id, current_user.display_name
+    session.subscribe(keys.clinic_events(clinic_id))
+    session.start_relay(forward)
+    session.send(WaitingArea(spaces=[s.card() for s in live.waiting_area(clinic_id)], now=time.time()))
+    try:
+        while True:
+            raw = session.receive()
+            if raw is None:
+                continue
+            try:
+                join = decode(raw, Join)
+            except ProtocolError as exc:
+                session.error("bad-message", str(exc))
+                continue
+            assert isinstance(join, Join)
+            try:
+                space = live.claim_space(join.space, clinic_id, f"u{user_id}", name)
+            except (SpaceNotFound, SpaceAlreadyClaimed) as refused:
+                session.error(refused.code, message_for(refused))
+                continue
+            services.celery.send_task(ALLOCATE_MEDIA_NODE, args=[space.call_id])
+            url = url_for("call.call_page", slug=slug, call_id=space.call_id)
+            session.send(Joined(call=space.call_id, url=url))
+    except ConnectionClosed:
+        pass
+    finally:
+        session.close()

@@ -1,0 +1,189 @@
+"""The patient's side: the clinic's entry page, the private waiting space and its socket."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, abort, current_app, make_response, redirect, render_template, request, url_for
+from flask_sock import ConnectionClosed
+from marshmallow import validates, ValidationError
+from werkzeug.wrappers import Response
+
+from shared import keys
+from shared.accounts import clinic_by_slug
+from shared.consultations import end_consultation
+from shared.errors import CloseReason, EntryRateLimited
+from shared.live import IN_CALL, PatientEntry, Space
+from shared.models import Clinic
+from shared.protocol import CallStarted, Leave, Offer, ProtocolError, decode
+from web import sock
+from web.errors import message_for, wants_json
+from web.i18n import gettext as _
+from web.i18n import lazy_gettext as _l
+from web.services import Services
+from web.signalling import SocketSession, forward, join_call_channels, leave_node, relay_offer
+from web.validation import StrippedSchema, text_field
+
+bp = Blueprint("entry", __name__)
+
+SPACE_COOKIE = "vc_space"
+PHONE_CHARS = re.compile(r"^\+?[0-9 ()\-.]+$")
+
+
+class EntrySchema(StrippedSchema):
+    """What a patient gives to enter the waiting area."""
+
+    first_name = text_field(100)
+    last_name = text_field(100)
+    phone = text_field(32)
+
+    @validates("phone")
+    def _phone(self, value: str, **_: object) -> None:
+        digits = sum(c.isdigit() for c in value)
+        if not PHONE_CHARS.match(value) or not 7 <= digits <= 15:
+            raise ValidationError(str(_l("Enter a phone number of 7 to 15 digits, like +380 44 123 4567.")))
+
+
+def _clinic_or_404(slug: str) -> Clinic:
+    clinic = clinic_by_slug(Services.db(), slug)
+    if clinic is None:
+        abort(404)
+    return clinic
+
+
+def _space_cookie_path(slug: str) -> str:
+    return url_for("entry.entry_page", slug=slug) + "/"
+
+
+def _own_space(clinic: Clinic) -> Space | None:
+    """The space this browser's token opens, if it belongs to this clinic."""
+    space = Services.current().live.space_for_token(request.cookies.get(SPACE_COOKIE, ""))
+    return space if space is not None and space.clinic_id == clinic.id else None
+
+
+@bp.get("/c/<slug>")
+def entry_page(slug: str) -> str:
+    """The clinic's front door: a few fields and "Start video call"."""
+    clinic = _clinic_or_404(slug)
+    return render_template("entry/enter.html", clinic=clinic, values={}, errors={})
+
+
+@bp.post("/c/<slug>/enter")
+def enter(slug: str) -> Response | tuple[object, int]:
+    """Validate the entry, create the patient space, and send the patient to it.
+
+    Bad input gets 400 with each field's message and stores nothing. Accepts a form or JSON.
+    """
+    clinic = _clinic_or_404(slug)
+    services = Services.current()
+    as_json = request.is_json
+    raw = request.get_json(silent=True) if as_json else request.form.to_dict()
+    if isinstance(raw, dict):
+        raw.pop("csrf_token", None)
+    data, errors = EntrySchema().load_clean(raw if raw is not None else [])  # type: ignore[arg-type]
+    if errors:
+        if as_json:
+            return {"errors": errors}, 400
+        values = {k: str(v)[:200] for k, v in (raw or {}).items() if isinstance(v, str)}
+        page = render_template("entry/enter.html", clinic=clinic, values=values, errors=errors)
+        return page, 400
+    try:
+        services.live.check_entry_rate(request.remote_addr or "-", services.settings.entry_rate_per_minute)
+    except EntryRateLimited as limited:
+        body = {"errors": {"_schema": [message_for(limited)]}}
+        if as_json:
+            return body, 429
+        page = render_template("entry/enter.html", clinic=clinic, values=data, errors=body["errors"])
+        return page, 429
+    space, token = services.live.create_space(clinic.id, PatientEntry(**data))
+    target = url_for("entry.space_page", slug=slug)
+    response = make_response({"space": target}, 201) if as_json else redirect(target, 303)
+    response.set_cookie(
+        SPACE_COOKIE,
+        token,
+        max_age=services.settings.space_ttl,
+        path=_space_cookie_path(slug),
+        httponly=True,
+        samesite="Strict",
+        secure=services.settings.secure_cookies,
+    )
+    return response
+
+
+@bp.get("/c/<slug>/space")
+def space_page(slug: str) -> str | Response:
+    """The patient's private space: self-view while waiting, then the call."""
+    clinic = _clinic_or_404(slug)
+    space = _own_space(clinic)
+    if space is None:
+        return redirect(url_for("entry.entry_page", slug=slug))
+    return render_template(
+        "entry/space.html",
+        clinic=clinic,
+        space=space,
+        socket_url=url_for("entry.space_socket", slug=slug),
+        ice_servers=list(Services.current().settings.ice_servers),
+    )
+
+
+@sock.route("/c/<slug>/space/ws", bp=bp)
+def space_socket(ws: object, slug: str) -> None:
+    """The patient's socket: their own space's events, and signalling once a clinician joins."""
+    services = Services.current()
+    live = services.live
+    clinic = clinic_by_slug(Services.db(), slug)
+    space = _own_space(clinic) if clinic is not None else None
+    session = SocketSession(ws, services.redis)  # type: ignore[arg-type]
+    if space is None:
+        session.error("forbidden", _("This waiting space is closed."))
+        session.close_socket()
+        return
+    space_id, participant = space.id, space.participant_id
+
+    def on_event(session: SocketSession, channel: str, data: str) -> None:
+        try:
+            message = decode(data)
+        except ProtocolError:
+            return
+        if isinstance(message, CallStarted):
+            join_call_channels(session, live, message.call, participant)
+        session.send(data)
+
+    session.subscribe(keys.space_events(space_id))
+    session.start_relay(on_event)
+    # Connected after the clinician joined (a reload, a dropped socket): catch up.
+    current = live.get_space(space_id)
+    if current is not None and current.status == IN_CALL:
+        session.send(CallStarted(call=current.call_id, clinician=current.clinician_name))
+    live.touch_space(space_id)
+    try:
+        while True:
+            raw = session.receive()
+            if not live.touch_space(space_id):
+                break
+            if raw is None:
+                continue
+            try:
+                message = decode(raw, Offer, Leave)
+            except ProtocolError as exc:
+                session.error("bad-message", str(exc))
+                continue
+            current = live.get_space(space_id)
+            if current is None:
+                break
+            if isinstance(message, Offer):
+                if current.status != IN_CALL:
+                    session.error("not-in-call", "no clinician has joined yet")
+                    continue
+                relay_offer(session, live, current.call_id, participant, current.display_name, message)
+            elif isinstance(message, Leave):
+                end_consultation(live, services.sessions, space_id, CloseReason.PATIENT_LEFT)
+    except ConnectionClosed:
+        pass
+    finally:
+        session.close()
+        live.touch_space(space_id)
+        current = live.get_space(space_id)
+        if current is not None and current.call_id:
+            leave_node(live, current.call_id, participant)
+        current_app.logger.debug("patient socket closed")

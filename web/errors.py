@@ -1,0 +1,43 @@
+"""Turning errors into responses: one JSON shape for the API, pages for browsers."""
+
+from __future__ import annotations
+
+from flask import Flask, render_template, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from shared.errors import EntryRateLimited, SpaceAlreadyClaimed, SpaceNotFound, VidclinicError
+from web.i18n import gettext as _
+
+
+def wants_json() -> bool:
+    return request.is_json or request.accept_mimetypes.best == "application/json"
+
+
+def message_for(error: VidclinicError) -> str:
+    """The sentence shown to people for a domain error, in their language."""
+    if isinstance(error, SpaceAlreadyClaimed):
+        return _("This patient is already being seen by %(name)s.", name=error.by)
+    if isinstance(error, SpaceNotFound):
+        return _("This patient is no longer waiting.")
+    if isinstance(error, EntryRateLimited):
+        return _("Too many attempts. Please try again in a minute.")
+    return _("Something went wrong. Please try again.")
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> tuple[object, int] | Response:
+        code = error.code or 500
+        titles = {
+            400: _("Bad request"),
+            403: _("You do not have access to this page"),
+            404: _("Page not found"),
+            405: _("Method not allowed"),
+            413: _("Request too large"),
+            429: _("Too many requests"),
+        }
+        title = titles.get(code, _("Something went wrong"))
+        if wants_json():
+            return {"error": {"code": code, "message": title}}, code
+        return render_template("error.html", title=title, code=code), code

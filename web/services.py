@@ -1,0 +1,55 @@
+"""Per-process services the views share: Redis, live state, the database, the Celery client."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import redis
+from celery import Celery
+from flask import current_app, g
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.config import Settings
+from shared.db import make_engine, make_sessionmaker
+from shared.live import LiveState
+
+
+class Services:
+    """Built once per app; connections are opened on first use (after gunicorn forks)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(
+            self.settings.redis_url, decode_responses=True, health_check_interval=30
+        )
+
+    @cached_property
+    def live(self) -> LiveState:
+        return LiveState(self.redis, self.settings.space_ttl)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return make_sessionmaker(make_engine(self.settings.database_url))
+
+    @cached_property
+    def celery(self) -> Celery:
+        """A client of the workers' queue: web only sends tasks by name, it runs none."""
+        from workers.app import create_celery
+
+        return create_celery(self.settings)
+
+    @staticmethod
+    def current() -> Services:
+        services: Services = current_app.extensions["vidclinic"]
+        return services
+
+    @staticmethod
+    def db() -> Session:
+        """The request's database session, closed when the request ends."""
+        if "db" not in g:
+            g.db = Services.current().sessions()
+        session: Session = g.db
+        return session

@@ -1,0 +1,130 @@
+"""What every browser socket shares: relaying Redis channels to the browser, and offers to the
+media node that hosts the call."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from flask_sock import ConnectionClosed
+from redis import Redis, RedisError
+from simple_websocket import Server
+
+from shared import keys
+from shared.live import LiveState
+from shared.protocol import Error, MediaReady, Message, NodeLeave, NodeOffer, Offer
+
+log = logging.getLogger(__name__)
+
+#: Seconds between the server's checks while a socket is quiet (the patient's presence beat).
+IDLE_TICK = 10.0
+
+ChannelHandler = Callable[["SocketSession", str, str], None]
+
+
+class SocketSession:
+    """One browser socket and the Redis channels relayed to it.
+
+    A relay thread (a greenlet under gunicorn's gevent worker) owns the pub/sub connection;
+    channel handlers run on it and may subscribe to more channels from there.
+    """
+
+    def __init__(self, ws: Server, redis: Redis) -> None:
+        self.ws = ws
+        self.pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self._send_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._relay: threading.Thread | None = None
+
+    def send(self, message: Message | str) -> None:
+        text = message if isinstance(message, str) else message.encode()
+        with self._send_lock:
+            try:
+                self.ws.send(text)
+            except ConnectionClosed:
+                self._closed.set()
+
+    def error(self, code: str, text: str) -> None:
+        self.send(Error(code=code, message=text))
+
+    def subscribe(self, *channels: str) -> None:
+        """Subscribe before the relay starts, or from a channel handler."""
+        self.pubsub.subscribe(*channels)
+
+    def start_relay(self, handler: ChannelHandler) -> None:
+        def relay() -> None:
+            try:
+                while not self._closed.is_set():
+                    item = self.pubsub.get_message(timeout=1.0)
+                    if item is not None and item["type"] == "message":
+                        handler(self, item["channel"], item["data"])
+            except (RedisError, ValueError, OSError) as exc:
+                if not self._closed.is_set():
+                    log.warning("relay to a socket ended: %s", exc)
+                    self.close_socket()
+
+        self._relay = threading.Thread(target=relay, name="socket-relay", daemon=True)
+        self._relay.start()
+
+    def receive(self) -> str | None:
+        """The browser's next message, None after a quiet IDLE_TICK; raises ConnectionClosed."""
+        if self._closed.is_set():
+            raise ConnectionClosed()
+        data = self.ws.receive(timeout=IDLE_TICK)
+        return data if isinstance(data, str) or data is None else data.decode("utf-8", "replace")
+
+    def close_socket(self) -> None:
+        self._closed.set()
+        try:
+            self.ws.close()
+        except (ConnectionClosed, OSError):
+            pass
+
+    def close(self) -> None:
+        """Stop relaying and release the pub/sub connection."""
+        self._closed.set()
+        if self._relay is not None:
+            self._relay.join(timeout=2)
+        try:
+            self.pubsub.close()
+        except RedisError:
+            pass
+
+
+def forward(session: SocketSession, _channel: str, data: str) -> None:
+    """The plain channel handler: the browser gets the message as published."""
+    session.send(data)
+
+
+def join_call_channels(session: SocketSession, live: LiveState, call_id: str, participant: str) -> None:
+    """Listen to a call's events and this participant's signalling, then catch up on readiness.
+
+    Subscribing first and then checking the node means a `media-ready` published in between
+    is seen at least once (the browser ignores a second one).
+    """
+    session.subscribe(keys.call_events(call_id), keys.participant_signal(call_id, participant))
+    call = live.get_call(call_id)
+    if call is not None and live.live_node(call.node_id):
+        session.send(MediaReady(call=call_id))
+
+
+def relay_offer(session: SocketSession, live: LiveState, call_id: str, participant: str, name: str, offer: Offer) -> None:
+    """Send a participant's offer to the node hosting the call."""
+    call = live.get_call(call_id)
+    if call is None:
+        session.error("call-not-found", "this call has ended")
+        return
+    if not live.live_node(call.node_id):
+        session.error("media-not-ready", "the call has no media node yet")
+        return
+    live.send_to_node(
+        call.node_id, NodeOffer(call=call_id, participant=participant, name=name, sdp=offer.sdp)
+    )
+
+
+def leave_node(live: LiveState, call_id: str, participant: str) -> None:
+    """Tell the node a participant's socket is gone, so it frees the peer connection at once."""
+    call = live.get_call(call_id)
+    if call is not None and live.live_node(call.node_id):
+        live.send_to_node(call.node_id, NodeLeave(call=call_id, participant=participant))

@@ -1,0 +1,181 @@
+/* The browser side of a call: one peer connection to the media node, own audio and video sent,
+   five fixed receive slots (audio + video each) so nobody joining needs a renegotiation. */
+"use strict";
+
+const VC = (() => {
+  const SLOT_COUNT = 5;
+  const MAX_VIDEO_BITRATE = 600000; // the media node does no congestion control: cap at source
+  const PROTOCOL = 1;
+
+  function readConfig(id) {
+    return JSON.parse(document.getElementById(id).textContent);
+  }
+
+  /* A socket that reconnects after a drop until closed on purpose. */
+  function socketUrl(route) {
+    // Flask renders socket routes as ws:// URLs; the page's own scheme decides ws or wss.
+    const path = new URL(route, location.href).pathname;
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
+  }
+
+  function openSocket(route, onMessage, onState) {
+    const url = socketUrl(route);
+    const state = { ws: null, generation: 0, closed: false, retry: 500 };
+    function connect() {
+      const ws = new WebSocket(url);
+      state.ws = ws;
+      ws.onopen = () => { state.generation += 1; state.retry = 500; onState("open", state.generation); };
+      ws.onmessage = (event) => {
+        let message;
+        try { message = JSON.parse(event.data); } catch (e) { return; }
+        onMessage(message, state.generation);
+      };
+      ws.onclose = () => {
+        if (state.closed) return;
+        onState("lost", state.generation);
+        setTimeout(connect, state.retry);
+        state.retry = Math.min(state.retry * 2, 8000);
+      };
+    }
+    connect();
+    return {
+      send(message) {
+        if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+          state.ws.send(JSON.stringify(Object.assign({ v: PROTOCOL }, message)));
+        }
+      },
+      close() { state.closed = true; if (state.ws) state.ws.close(); },
+      get generation() { return state.generation; },
+    };
+  }
+
+  async function localMedia(onUnavailable) {
+    try {
+      return await navigator.mediaDevices.getUserMedia({
+        audio: true,
+        video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } },
+      });
+    } catch (error) {
+      onUnavailable(error);
+      return new MediaStream();
+    }
+  }
+
+  function waitForGathering(pc, timeoutMs) {
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => { pc.removeEventListener("icegatheringstatechange", check); resolve(); };
+      const check = () => { if (pc.iceGatheringState === "complete") done(); };
+      pc.addEventListener("icegatheringstatechange", check);
+      setTimeout(done, timeoutMs);
+    });
+  }
+
+  class Call {
+    constructor(config, localStream, stage) {
+      this.config = config;
+      this.local = localStream;
+      this.remotes = stage.querySelector("[data-remotes]");
+      this.pc = null;
+      this.slots = [];
+      this.offeredOn = null;
+    }
+
+    /* Offer (again) unless already offered on this socket connection: after a dropped socket
+       the node has let go of the old peer connection. */
+    async start(socket) {
+      if (this.offeredOn === socket.generation) return;
+      this.offeredOn = socket.generation;
+      this.close();
+      const pc = new RTCPeerConnection({ iceServers: this.config.iceServers, bundlePolicy: "max-bundle" });
+      this.pc = pc;
+      const [audio] = this.local.getAudioTracks();
+      const [video] = this.local.getVideoTracks();
+      pc.addTransceiver(audio || "audio", { direction: "sendonly", streams: [this.local] });
+      this.videoSender = pc.addTransceiver(video || "video", { direction: "sendonly", streams: [this.local] }).sender;
+      this.slots = [];
+      for (let i = 0; i < SLOT_COUNT; i += 1) {
+        const a = pc.addTransceiver("audio", { direction: "recvonly" });
+        const v = pc.addTransceiver("video", { direction: "recvonly" });
+        this.slots.push({ stream: new MediaStream([a.receiver.track, v.receiver.track]), participant: null, figure: null });
+      }
+      await pc.setLocalDescription(await pc.createOffer());
+      await waitForGathering(pc, 3000);
+      socket.send({ type: "offer", sdp: pc.localDescription.sdp });
+    }
+
+    async answer(sdp) {
+      if (!this.pc) return;
+      await this.pc.setRemoteDescription({ type: "answer", sdp });
+      const params = this.videoSender.getParameters();
+      if (!params.encodings || !params.encodings.length) params.encodings = [{}];
+      params.encodings[0].maxBitrate = MAX_VIDEO_BITRATE;
+      try { await this.videoSender.setParameters(params); } catch (e) { /* keep the default */ }
+    }
+
+    /* Show each remote participant in the slot the node assigned; empty slots disappear. */
+    setSlots(assigned) {
+      const bySlot = new Map(assigned.map((s) => [s.slot, s]));
+      this.slots.forEach((slot, index) => {
+        const next = bySlot.get(index);
+        if (slot.figure && (!next || next.participant !== slot.participant)) {
+          slot.figure.remove();
+          slot.figure = null;
+          slot.participant = null;
+        }
+        if (next && !slot.figure) {
+          const figure = document.createElement("figure");
+          figure.className = "remote";
+          const videoEl = document.createElement("video");
+          videoEl.autoplay = true;
+          videoEl.playsInline = true;
+          videoEl.dataset.participant = next.participant;
+          videoEl.setAttribute("aria-label", next.name);
+          videoEl.srcObject = slot.stream;
+          const caption = document.createElement("figcaption");
+          caption.textContent = next.name;
+          figure.append(videoEl, caption);
+          this.remotes.append(figure);
+          videoEl.play().catch(() => { videoEl.muted = true; videoEl.play().catch(() => {}); });
+          slot.figure = figure;
+          slot.participant = next.participant;
+        }
+      });
+    }
+
+    setMuted(muted) { this.local.getAudioTracks().forEach((t) => { t.enabled = !muted; }); }
+    setCameraOff(off) { this.local.getVideoTracks().forEach((t) => { t.enabled = !off; }); }
+
+    close() {
+      if (this.pc) { this.pc.close(); this.pc = null; }
+      this.slots.forEach((slot) => { if (slot.figure) slot.figure.remove(); });
+      this.slots = [];
+    }
+
+    stop() {
+      this.close();
+      this.local.getTracks().forEach((t) => t.stop());
+    }
+  }
+
+  /* Wire the controls shared by both sides; returns the Call. */
+  async function setUp(onUnavailable) {
+    const config = readConfig("call-config");
+    const stage = document.querySelector(".stage");
+    const local = await localMedia(() => onUnavailable(config.strings));
+    stage.querySelector("video[data-self]").srcObject = local;
+    const call = new Call(config, local, stage);
+    document.querySelectorAll("[data-controls] button[aria-pressed]").forEach((button) => {
+      button.addEventListener("click", () => {
+        const pressed = button.getAttribute("aria-pressed") !== "true";
+        button.setAttribute("aria-pressed", String(pressed));
+        if (button.dataset.action === "mute") call.setMuted(pressed);
+        if (button.dataset.action === "camera") call.setCameraOff(pressed);
+      });
+    });
+    window.vidclinicCall = call; // a handle for diagnostics and the browser tests
+    return { config, call };
+  }
+
+  return { openSocket, readConfig, setUp, socketUrl };
+})();

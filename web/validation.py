@@ -1,0 +1,55 @@
+"""Schema validation with messages in the visitor's language, and the one shape of field errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from web.i18n import lazy_gettext as _l
+
+REQUIRED = _l("This field is required.")
+NOT_TEXT = _l("Enter text.")
+UNKNOWN = _l("This field is not expected.")
+
+FieldErrors = dict[str, list[str]]
+
+
+def text_field(max_length: int, **kwargs: Any) -> fields.String:
+    """A required text field: stripped, not empty, at most `max_length` characters."""
+    return fields.String(
+        required=True,
+        validate=[
+            validate.Length(min=1, error=REQUIRED),
+            validate.Length(max=max_length, error=_l("Use at most {max} characters.")),
+        ],
+        error_messages={"required": REQUIRED, "null": REQUIRED, "invalid": NOT_TEXT},
+        **kwargs,
+    )
+
+
+class StrippedSchema(Schema):
+    """Strips surrounding white space from every string before validating."""
+
+    class Meta:
+        unknown = "raise"
+
+    def load_clean(self, data: Mapping[str, Any]) -> tuple[dict[str, Any], FieldErrors]:
+        """Validated data and no errors, or no data and every field's messages as plain strings."""
+        if not isinstance(data, Mapping):
+            return {}, {"_schema": [str(_l("Send the fields as a form or a JSON object."))]}
+        cleaned = {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
+        try:
+            return self.load(cleaned), {}
+        except ValidationError as error:
+            return {}, _plain(error.normalized_messages())
+
+
+def _plain(messages: Any) -> FieldErrors:
+    out: FieldErrors = {}
+    for name, value in messages.items():
+        items = value if isinstance(value, list) else [value]
+        texts = [str(item) for item in items]
+        out[name] = [str(UNKNOWN) if t == "Unknown field." else t for t in texts]
+    return out

@@ -1,0 +1,1 @@
+"""Celery app and tasks: media-node allocation and housekeeping."""

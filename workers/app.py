@@ -1,0 +1,75 @@
+"""The Celery app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis
+from celery import Celery, Task
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.config import Settings
+from shared.db import make_engine, make_sessionmaker
+from shared.live import LiveState
+
+ALLOCATE_MEDIA_NODE = "vidclinic.media.allocate_node"
+SWEEP_WAITING_AREAS = "vidclinic.housekeeping.sweep_waiting_areas"
+REAP_MEDIA_NODES = "vidclinic.housekeeping.reap_media_nodes"
+
+
+@dataclass
+class Services:
+    """What tasks use, built once per worker process on first use."""
+
+    settings: Settings
+
+    @cached_property
+    def live(self) -> LiveState:
+        client = redis.Redis.from_url(self.settings.redis_url, decode_responses=True)
+        return LiveState(client, self.settings.space_ttl)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return make_sessionmaker(make_engine(self.settings.database_url))
+
+
+class VidclinicTask(Task):  # type: ignore[misc]
+    """Base of every task: acks late (a killed worker's task runs again), so tasks are idempotent."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+
+    @property
+    def services(self) -> Services:
+        return self.app.services  # type: ignore[no-any-return]
+
+
+def create_celery(settings: Settings) -> Celery:
+    """A Celery app on the settings' broker, with the beat schedule."""
+    app = Celery("vidclinic", task_cls=VidclinicTask)
+    app.services = Services(settings)  # type: ignore[attr-defined]
+    app.conf.update(
+        broker_url=settings.celery_broker_url,
+        result_backend=None,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_time_limit=60,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        # A hard-killed worker's task comes back after the visibility timeout: keep it short,
+        # above the time limit, and check for unacked tasks often (see notes/infra.md).
+        broker_transport_options={
+            "visibility_timeout": 120,
+            "unacked_restore_interval": 5,
+            "unacked_restore_throttle": 5,
+        },
+        beat_schedule={
+            "sweep-waiting-areas": {"task": SWEEP_WAITING_AREAS, "schedule": 15.0},
+            "reap-media-nodes": {"task": REAP_MEDIA_NODES, "schedule": 10.0},
+        },
+        include=["workers.media", "workers.housekeeping"],
+    )
+    return app

@@ -1,0 +1,36 @@
+"""Periodic clean-up run by beat: abandoned patient spaces and dead media nodes."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from shared.consultations import end_consultation
+from shared.errors import CloseReason
+from workers.app import REAP_MEDIA_NODES, SWEEP_WAITING_AREAS, VidclinicTask
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name=SWEEP_WAITING_AREAS, bind=True)
+def sweep_waiting_areas(task: VidclinicTask) -> int:
+    """End spaces whose patient has been gone past the grace period; returns how many."""
+    services = task.services
+    live = services.live
+    ended = 0
+    for clinic_id in live.waiting_area_clinics():
+        live.forget_missing_spaces(clinic_id)
+        for space_id in live.stale_waiting_spaces(clinic_id, services.settings.patient_grace):
+            if end_consultation(live, services.sessions, space_id, CloseReason.PATIENT_TIMED_OUT):
+                ended += 1
+    return ended
+
+
+@shared_task(name=REAP_MEDIA_NODES, bind=True)
+def reap_media_nodes(task: VidclinicTask) -> list[str]:
+    """Drop registry entries of media nodes that stopped heartbeating."""
+    dead = task.services.live.reap_dead_nodes()
+    if dead:
+        log.warning("media nodes stopped heartbeating: %s", ", ".join(dead))
+    return dead
