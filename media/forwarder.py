@@ -99,7 +99,7 @@ class SlotTrack(MediaStreamTrack):
         self._queue.put_nowait(forwarded)
         self._usage.frames_forwarded += 1
 
-    async def recv(self) -> Packet:  # type: ignore[override]
+    async def recv(self) -> Packet:
         if self.readyState != "live":
             raise MediaStreamError
         return await self._queue.get()

@@ -42,7 +42,7 @@ def install(usage: CodecUsage) -> None:
             usage.frames_decoded += 1
             return decode(encoded_frame)
 
-        decoder.decode = counted_decode
+        decoder.decode = counted_decode  # type: ignore[method-assign]
         return decoder
 
     def counting_encoder(codec: Any) -> Any:
@@ -53,8 +53,8 @@ def install(usage: CodecUsage) -> None:
             usage.frames_encoded += 1
             return encode(frame, force_keyframe)
 
-        encoder.encode = counted_encode
+        encoder.encode = counted_encode  # type: ignore[method-assign]
         return encoder
 
-    rtcrtpreceiver.get_decoder = counting_decoder  # type: ignore[attr-defined]
-    rtcrtpsender.get_encoder = counting_encoder  # type: ignore[attr-defined]
+    rtcrtpreceiver.get_decoder = counting_decoder
+    rtcrtpsender.get_encoder = counting_encoder

@@ -7,6 +7,7 @@ slot maps go back on each participant's signalling channel.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import signal
@@ -26,7 +27,6 @@ from shared.config import Settings
 from shared.protocol import (
     Answer,
     Error,
-    Message,
     NodeCloseRoom,
     NodeLeave,
     NodeOffer,
@@ -36,6 +36,8 @@ from shared.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+NodeCommand = NodeOffer | NodeLeave | NodeCloseRoom
 
 
 class MediaNode:
@@ -93,10 +95,8 @@ class MediaNode:
 
     async def _heartbeat_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.media_heartbeat)
-            except TimeoutError:
-                pass
             try:
                 await self._heartbeat()
             except aioredis.RedisError as exc:
@@ -119,12 +119,13 @@ class MediaNode:
             except ProtocolError as exc:
                 log.warning("dropped a malformed command: %s", exc)
                 continue
+            assert isinstance(command, NodeOffer | NodeLeave | NodeCloseRoom)
             task = asyncio.create_task(self._handle(command))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, command: Message) -> None:
-        call_id = getattr(command, "call")
+    async def _handle(self, command: NodeCommand) -> None:
+        call_id = command.call
         async with self._room_locks[call_id]:
             try:
                 if isinstance(command, NodeOffer):

@@ -24,6 +24,9 @@ from shared.protocol import SLOT_COUNT
 
 log = logging.getLogger(__name__)
 
+#: Keyframe requests on their way out (held so they are not garbage-collected mid-send).
+_pending: set[asyncio.Future[None]] = set()
+
 #: What a browser offers, in order: its own audio and video, then a receive-only pair per slot.
 EXPECTED_KINDS = ["audio", "video"] + ["audio", "video"] * SLOT_COUNT
 
@@ -137,4 +140,6 @@ def _send_pli(receiver: RTCRtpReceiver) -> None:
     """Send a PLI to the publisher for the video SSRC this receiver currently hears."""
     sources = receiver.getSynchronizationSources()
     if sources:
-        asyncio.ensure_future(receiver._send_rtcp_pli(sources[0].source))
+        task = asyncio.ensure_future(receiver._send_rtcp_pli(sources[0].source))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)

@@ -36,7 +36,11 @@ class Room:
     def slot_map(self, participant: Participant) -> list[dict[str, object]]:
         """What the browser of `participant` needs to label its slots."""
         return [
-            {"slot": s.index, "participant": s.participant, "name": self.participants[s.participant].name}
+            {
+                "slot": s.index,
+                "participant": s.participant,
+                "name": self.participants[s.participant].name,
+            }
             for s in participant.slots
             if s.participant in self.participants
         ]

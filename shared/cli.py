@@ -57,7 +57,9 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
     settings = _settings()
     schedule = args.schedule or os.path.join(tempfile.gettempdir(), "vidclinic-beat-schedule")
-    create_celery(settings).start(["beat", "--loglevel", settings.log_level, "--schedule", schedule])
+    create_celery(settings).start(
+        ["beat", "--loglevel", settings.log_level, "--schedule", schedule]
+    )
     return 0
 
 
@@ -67,7 +69,9 @@ def cmd_media(args: argparse.Namespace) -> int:
     from media.node import run
 
     settings = _settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("aioice").setLevel(logging.WARNING)
     run(settings)
     return 0
@@ -110,7 +114,12 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     try:
         with sessions.begin() as session:
             user = create_user(
-                session, args.email, args.password, args.name, args.clinic, Role(args.role or "clinician")
+                session,
+                args.email,
+                args.password,
+                args.name,
+                args.clinic,
+                Role(args.role or "clinician"),
             )
             print(f"created user {user.email}")
     except AccountError as exc:
@@ -122,22 +131,47 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="vidclinic", description="Telehealth video consultations.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    dev = sub.add_parser("dev", help="run everything on this machine: embedded Redis, SQLite, a demo clinic")
-    dev.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000), help="HTTP port (default 8000 or $PORT)")
+    dev = sub.add_parser(
+        "dev", help="run everything on this machine: embedded Redis, SQLite, a demo clinic"
+    )
+    dev.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT") or 8000),
+        help="HTTP port (default 8000 or $PORT)",
+    )
     dev.set_defaults(func=cmd_dev)
 
     web = sub.add_parser("web", help="serve pages, API and sockets (gunicorn, gevent worker)")
-    web.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="address to bind (default 127.0.0.1 or $HOST)")
-    web.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000), help="port (default 8000 or $PORT)")
-    web.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY") or 1), help="worker processes (default 1 or $WEB_CONCURRENCY)")
+    web.add_argument(
+        "--host",
+        default=os.environ.get("HOST", "127.0.0.1"),
+        help="address to bind (default 127.0.0.1 or $HOST)",
+    )
+    web.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT") or 8000),
+        help="port (default 8000 or $PORT)",
+    )
+    web.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("WEB_CONCURRENCY") or 1),
+        help="worker processes (default 1 or $WEB_CONCURRENCY)",
+    )
     web.set_defaults(func=cmd_web)
 
-    worker = sub.add_parser("worker", help="run a Celery worker (media allocation, notifications, housekeeping)")
+    worker = sub.add_parser(
+        "worker", help="run a Celery worker (media allocation, notifications, housekeeping)"
+    )
     worker.add_argument("--concurrency", type=int, default=2, help="task processes (default 2)")
     worker.set_defaults(func=cmd_worker)
 
     beat = sub.add_parser("beat", help="run the periodic scheduler (exactly one per deployment)")
-    beat.add_argument("--schedule", help="file beat keeps its state in (default: in the temp folder)")
+    beat.add_argument(
+        "--schedule", help="file beat keeps its state in (default: in the temp folder)"
+    )
     beat.set_defaults(func=cmd_beat)
 
     media = sub.add_parser("media", help="run a media node (one per core)")
@@ -157,7 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("--password", required=True)
     user.add_argument("--name", required=True, help="display name")
     user.add_argument("--clinic", help="slug of the clinic to add them to")
-    user.add_argument("--role", choices=["admin", "clinician"], help="role in that clinic (default clinician)")
+    user.add_argument(
+        "--role", choices=["admin", "clinician"], help="role in that clinic (default clinician)"
+    )
     user.set_defaults(func=cmd_create_user)
     return parser
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -39,7 +38,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def celery_broker_from_redis(redis_url: str) -> str:
-    """Celery gets the next database index of the same Redis, so its keys never mix with live state."""
+    """Celery gets the next database index of the same Redis: its keys never mix with live state."""
     parts = urlsplit(redis_url)
     path = parts.path.strip("/")
     index = int(path) if path.isdigit() else 0
@@ -58,6 +57,8 @@ class Settings:
     space_ttl: int = 4 * 3600
     #: Seconds a waiting patient may be disconnected before housekeeping removes the space.
     patient_grace: int = 120
+    #: Seconds between housekeeping sweeps of the waiting areas (beat).
+    housekeeping_interval: int = 15
     #: Participants a media node takes before allocation passes it over.
     media_capacity: int = 60
     #: Stable id of this media node; random per start when empty.
@@ -102,6 +103,7 @@ class Settings:
             celery_broker_url=env.get("VIDCLINIC_CELERY_BROKER_URL", ""),
             space_ttl=_int(env, "VIDCLINIC_SPACE_TTL", 4 * 3600, minimum=60),
             patient_grace=_int(env, "VIDCLINIC_PATIENT_GRACE", 120),
+            housekeeping_interval=_int(env, "VIDCLINIC_HOUSEKEEPING_INTERVAL", 15),
             media_capacity=_int(env, "VIDCLINIC_MEDIA_CAPACITY", 60),
             media_node_id=env.get("VIDCLINIC_MEDIA_NODE_ID", ""),
             media_addresses=addresses,
@@ -111,12 +113,3 @@ class Settings:
             secure_cookies=_bool(env, "VIDCLINIC_SECURE_COOKIES", False),
             log_level=env.get("VIDCLINIC_LOG_LEVEL", "INFO").upper(),
         )
-
-    def with_overrides(self, **changes: object) -> Settings:
-        """A copy with some fields changed (tests and the dev launcher use this)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
-
-
-def new_secret_key() -> str:
-    """A fresh random secret key for signing sessions."""
-    return secrets.token_urlsafe(48)

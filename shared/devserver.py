@@ -63,7 +63,9 @@ def _seed_demo(database_url: str, var: Path) -> None:
             credentials.chmod(0o600)
             _say(f"created the demo clinic; sign in as {DEMO_EMAIL} with password {password}")
         elif credentials.exists():
-            _say(f"demo sign-in (from {credentials}): " + credentials.read_text().replace("\n", "  "))
+            _say(
+                f"demo sign-in (from {credentials}): " + credentials.read_text().replace("\n", "  ")
+            )
     engine.dispose()
 
 

@@ -15,7 +15,7 @@ def space(space_id: str) -> str:
 
 
 def space_token(token_hash: str) -> str:
-    """STRING: the space id a patient's capability token opens (the token itself is never stored)."""
+    """STRING: the space id a patient's token opens (the token itself is never stored)."""
     return f"{PREFIX}:space-token:{token_hash}"
 
 

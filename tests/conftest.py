@@ -50,8 +50,14 @@ def seed(database_url: str) -> None:
     with make_sessionmaker(engine).begin() as session:
         create_clinic(session, "demo", "Demo Clinic")
         create_clinic(session, "other", "Other Clinic")
-        for account, clinic in ((CLINICIAN, "demo"), (SECOND_CLINICIAN, "demo"), (OTHER_CLINICIAN, "other")):
-            create_user(session, account.email, account.password, account.name, clinic, Role.CLINICIAN)
+        for account, clinic in (
+            (CLINICIAN, "demo"),
+            (SECOND_CLINICIAN, "demo"),
+            (OTHER_CLINICIAN, "other"),
+        ):
+            create_user(
+                session, account.email, account.password, account.name, clinic, Role.CLINICIAN
+            )
     engine.dispose()
 
 

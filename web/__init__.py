@@ -35,7 +35,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=256 * 1024,
         SOCK_SERVER_OPTIONS={"ping_interval": 25, "max_message_size": 192 * 1024},
     )
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     app.extensions["vidclinic"] = Services(settings)
 
     login_manager.init_app(app)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flask import Flask, render_template, request
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
-from werkzeug.wrappers import Response
 
 from shared.errors import EntryRateLimited, SpaceAlreadyClaimed, SpaceNotFound, VidclinicError
 from web.i18n import gettext as _
@@ -27,7 +27,7 @@ def message_for(error: VidclinicError) -> str:
 
 def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
-    def _http_error(error: HTTPException) -> tuple[object, int] | Response:
+    def _http_error(error: HTTPException) -> ResponseReturnValue:
         code = error.code or 500
         titles = {
             400: _("Bad request"),

@@ -3,6 +3,7 @@ media node that hosts the call."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -76,20 +77,16 @@ class SocketSession:
 
     def close_socket(self) -> None:
         self._closed.set()
-        try:
+        with contextlib.suppress(ConnectionClosed, OSError):
             self.ws.close()
-        except (ConnectionClosed, OSError):
-            pass
 
     def close(self) -> None:
         """Stop relaying and release the pub/sub connection."""
         self._closed.set()
         if self._relay is not None:
             self._relay.join(timeout=2)
-        try:
+        with contextlib.suppress(RedisError):
             self.pubsub.close()
-        except RedisError:
-            pass
 
 
 def forward(session: SocketSession, _channel: str, data: str) -> None:
@@ -97,7 +94,9 @@ def forward(session: SocketSession, _channel: str, data: str) -> None:
     session.send(data)
 
 
-def join_call_channels(session: SocketSession, live: LiveState, call_id: str, participant: str) -> None:
+def join_call_channels(
+    session: SocketSession, live: LiveState, call_id: str, participant: str
+) -> None:
     """Listen to a call's events and this participant's signalling, then catch up on readiness.
 
     Subscribing first and then checking the node means a `media-ready` published in between
@@ -109,7 +108,9 @@ def join_call_channels(session: SocketSession, live: LiveState, call_id: str, pa
         session.send(MediaReady(call=call_id))
 
 
-def relay_offer(session: SocketSession, live: LiveState, call_id: str, participant: str, name: str, offer: Offer) -> None:
+def relay_offer(
+    session: SocketSession, live: LiveState, call_id: str, participant: str, name: str, offer: Offer
+) -> None:
     """Send a participant's offer to the node hosting the call."""
     call = live.get_call(call_id)
     if call is None:

@@ -34,21 +34,21 @@ class Services:
         return make_sessionmaker(make_engine(self.settings.database_url))
 
 
-class VidclinicTask(Task):  # type: ignore[misc]
-    """Base of every task: acks late (a killed worker's task runs again), so tasks are idempotent."""
+class VidclinicTask(Task):
+    """Base of every task: acks late (a killed worker's task runs again): tasks are idempotent."""
 
     acks_late = True
     reject_on_worker_lost = True
 
     @property
     def services(self) -> Services:
-        return self.app.services  # type: ignore[no-any-return]
+        return self.app.services
 
 
 def create_celery(settings: Settings) -> Celery:
     """A Celery app on the settings' broker, with the beat schedule."""
     app = Celery("vidclinic", task_cls=VidclinicTask)
-    app.services = Services(settings)  # type: ignore[attr-defined]
+    app.services = Services(settings)
     app.conf.update(
         broker_url=settings.celery_broker_url,
         result_backend=None,
@@ -67,8 +67,14 @@ def create_celery(settings: Settings) -> Celery:
             "unacked_restore_throttle": 5,
         },
         beat_schedule={
-            "sweep-waiting-areas": {"task": SWEEP_WAITING_AREAS, "schedule": 15.0},
-            "reap-media-nodes": {"task": REAP_MEDIA_NODES, "schedule": 10.0},
+            "sweep-waiting-areas": {
+                "task": SWEEP_WAITING_AREAS,
+                "schedule": float(settings.housekeeping_interval),
+            },
+            "reap-media-nodes": {
+                "task": REAP_MEDIA_NODES,
+                "schedule": float(settings.housekeeping_interval),
+            },
         },
         include=["workers.media", "workers.housekeeping"],
     )

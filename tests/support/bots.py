@@ -28,7 +28,6 @@ from media.ice import use_host_addresses
 from shared import keys
 from shared.protocol import SLOT_COUNT, Answer, NodeLeave, NodeOffer, Slots, decode
 
-
 # Bots stay on loopback, like everything a test sends.
 use_host_addresses(("127.0.0.1",))
 
@@ -101,7 +100,9 @@ class Bot:
 
     async def join(self, timeout: float = 15.0) -> None:
         """Offer, wait for the node's answer, then count what each slot receives."""
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
         self.pc = pc
         pc.addTransceiver(Tone(), direction="sendonly")
         pc.addTransceiver(MovingPicture(), direction="sendonly")
@@ -119,7 +120,9 @@ class Bot:
         await pubsub.subscribe(keys.participant_signal(self.call_id, self.participant_id))
         await pc.setLocalDescription(await pc.createOffer())
         offer = NodeOffer(
-            call=self.call_id, participant=self.participant_id, name=self.name,
+            call=self.call_id,
+            participant=self.participant_id,
+            name=self.name,
             sdp=pc.localDescription.sdp,
         )
         await self.redis.rpush(keys.media_node_inbox(self.node_id), offer.encode())

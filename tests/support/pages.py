@@ -40,7 +40,9 @@ def sign_in(page: Page, stack: Stack, email: str, password: str) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
-def enter_as_patient(page: Page, stack: Stack, first: str, last: str, phone: str, slug: str = "demo") -> None:
+def enter_as_patient(
+    page: Page, stack: Stack, first: str, last: str, phone: str, slug: str = "demo"
+) -> None:
     page.goto(f"{stack.url}/c/{slug}")
     page.get_by_label("First name").fill(first)
     page.get_by_label("Last name").fill(last)

@@ -64,7 +64,8 @@ class Stack:
             "DATABASE_URL": self.database_url,
             "VIDCLINIC_SECRET_KEY": SECRET,
             "VIDCLINIC_MEDIA_ADDRESSES": "127.0.0.1",
-            "VIDCLINIC_PATIENT_GRACE": "4",
+            "VIDCLINIC_PATIENT_GRACE": "3",
+            "VIDCLINIC_HOUSEKEEPING_INTERVAL": "1",
             "VIDCLINIC_ENTRY_RATE": "1000",
             "PYTHONUNBUFFERED": "1",
         }
@@ -98,7 +99,9 @@ class Stack:
 
     def start_worker(self) -> None:
         process = self.start("worker", "worker", "--concurrency", "2")
-        wait_until(lambda: "ready." in process.log.read_text(errors="replace"), 60, "worker", process)
+        wait_until(
+            lambda: "ready." in process.log.read_text(errors="replace"), 60, "worker", process
+        )
 
     def start_beat(self) -> None:
         self.start("beat", "beat", "--schedule", str(self.root / "beat-schedule"))
@@ -127,4 +130,6 @@ def wait_until(check, timeout: float, what: str, process: Process | None = None)
         if process is not None and process.popen.poll() is not None:
             raise RuntimeError(f"{what} exited:\n{process.tail()}")
         time.sleep(0.1)
-    raise TimeoutError(f"{what} not ready after {timeout} s" + (f":\n{process.tail()}" if process else ""))
+    raise TimeoutError(
+        f"{what} not ready after {timeout} s" + (f":\n{process.tail()}" if process else "")
+    )

@@ -71,9 +71,11 @@ def logout() -> Response:
 @login_required
 def home() -> str | Response:
     """The clinics the team member belongs to; straight to the waiting area when just one."""
-    clinics = Services.db().scalars(
-        select(Clinic).join(Membership).where(Membership.user_id == current_user.id)
-    ).all()
+    clinics = (
+        Services.db()
+        .scalars(select(Clinic).join(Membership).where(Membership.user_id == current_user.id))
+        .all()
+    )
     if len(clinics) == 1:
         return redirect(url_for("dashboard.waiting_area", slug=clinics[0].slug))
     return render_template("auth/home.html", clinics=clinics)

@@ -52,11 +52,14 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
     """Signalling for the clinician in a call; "end-call" ends the consultation for everyone."""
     services = Services.current()
     live = services.live
-    session = SocketSession(ws, services.redis)  # type: ignore[arg-type]
+    session = SocketSession(ws, services.redis)
     try:
         _clinic, call = _own_call_or_error(slug, call_id)
     except HTTPException as refused:
-        session.error("forbidden" if refused.code == 403 else "not-found", _("You do not have access to this page"))
+        session.error(
+            "forbidden" if refused.code == 403 else "not-found",
+            _("You do not have access to this page"),
+        )
         session.close_socket()
         return
     participant, name = f"u{current_user.id}", current_user.display_name
@@ -77,7 +80,9 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
             if isinstance(message, Offer):
                 relay_offer(session, live, call_id, participant, name, message)
             elif isinstance(message, EndCall):
-                end_consultation(live, services.sessions, call.space_id, CloseReason.CLINICIAN_ENDED)
+                end_consultation(
+                    live, services.sessions, call.space_id, CloseReason.CLINICIAN_ENDED
+                )
     except ConnectionClosed:
         pass
     finally:

@@ -39,17 +39,22 @@ def waiting_area_socket(ws: object, slug: str) -> None:
     """Cards for every waiting patient, then each change as it happens; "join" claims one."""
     services = Services.current()
     live = services.live
-    session = SocketSession(ws, services.redis)  # type: ignore[arg-type]
+    session = SocketSession(ws, services.redis)
     try:
         clinic = member_clinic_or_403(slug)
     except HTTPException as refused:
-        session.error("forbidden" if refused.code == 403 else "not-found", _("You do not have access to this page"))
+        session.error(
+            "forbidden" if refused.code == 403 else "not-found",
+            _("You do not have access to this page"),
+        )
         session.close_socket()
         return
     clinic_id, user_id, name = clinic.id, current_user.id, current_user.display_name
     session.subscribe(keys.clinic_events(clinic_id))
     session.start_relay(forward)
-    session.send(WaitingArea(spaces=[s.card() for s in live.waiting_area(clinic_id)], now=time.time()))
+    session.send(
+        WaitingArea(spaces=[s.card() for s in live.waiting_area(clinic_id)], now=time.time())
+    )
     try:
         while True:
             raw = session.receive()

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, abort, current_app, make_response, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
 from flask_sock import ConnectionClosed
-from marshmallow import validates, ValidationError
+from marshmallow import ValidationError, validates
 from werkzeug.wrappers import Response
 
 from shared import keys
@@ -17,11 +27,11 @@ from shared.live import IN_CALL, PatientEntry, Space
 from shared.models import Clinic
 from shared.protocol import CallStarted, Leave, Offer, ProtocolError, decode
 from web import sock
-from web.errors import message_for, wants_json
+from web.errors import message_for
 from web.i18n import gettext as _
 from web.i18n import lazy_gettext as _l
 from web.services import Services
-from web.signalling import SocketSession, forward, join_call_channels, leave_node, relay_offer
+from web.signalling import SocketSession, join_call_channels, leave_node, relay_offer
 from web.validation import StrippedSchema, text_field
 
 bp = Blueprint("entry", __name__)
@@ -41,7 +51,9 @@ class EntrySchema(StrippedSchema):
     def _phone(self, value: str, **_: object) -> None:
         digits = sum(c.isdigit() for c in value)
         if not PHONE_CHARS.match(value) or not 7 <= digits <= 15:
-            raise ValidationError(str(_l("Enter a phone number of 7 to 15 digits, like +380 44 123 4567.")))
+            raise ValidationError(
+                str(_l("Enter a phone number of 7 to 15 digits, like +380 44 123 4567."))
+            )
 
 
 def _clinic_or_404(slug: str) -> Clinic:
@@ -69,7 +81,7 @@ def entry_page(slug: str) -> str:
 
 
 @bp.post("/c/<slug>/enter")
-def enter(slug: str) -> Response | tuple[object, int]:
+def enter(slug: str) -> ResponseReturnValue:
     """Validate the entry, create the patient space, and send the patient to it.
 
     Bad input gets 400 with each field's message and stores nothing. Accepts a form or JSON.
@@ -88,14 +100,18 @@ def enter(slug: str) -> Response | tuple[object, int]:
         page = render_template("entry/enter.html", clinic=clinic, values=values, errors=errors)
         return page, 400
     try:
-        services.live.check_entry_rate(request.remote_addr or "-", services.settings.entry_rate_per_minute)
+        services.live.check_entry_rate(
+            request.remote_addr or "-", services.settings.entry_rate_per_minute
+        )
     except EntryRateLimited as limited:
         body = {"errors": {"_schema": [message_for(limited)]}}
         if as_json:
             return body, 429
-        page = render_template("entry/enter.html", clinic=clinic, values=data, errors=body["errors"])
+        page = render_template(
+            "entry/enter.html", clinic=clinic, values=data, errors=body["errors"]
+        )
         return page, 429
-    space, token = services.live.create_space(clinic.id, PatientEntry(**data))
+    _space, token = services.live.create_space(clinic.id, PatientEntry(**data))
     target = url_for("entry.space_page", slug=slug)
     response = make_response({"space": target}, 201) if as_json else redirect(target, 303)
     response.set_cookie(
@@ -133,7 +149,7 @@ def space_socket(ws: object, slug: str) -> None:
     live = services.live
     clinic = clinic_by_slug(Services.db(), slug)
     space = _own_space(clinic) if clinic is not None else None
-    session = SocketSession(ws, services.redis)  # type: ignore[arg-type]
+    session = SocketSession(ws, services.redis)
     if space is None:
         session.error("forbidden", _("This waiting space is closed."))
         session.close_socket()
@@ -175,7 +191,9 @@ def space_socket(ws: object, slug: str) -> None:
                 if current.status != IN_CALL:
                     session.error("not-in-call", "no clinician has joined yet")
                     continue
-                relay_offer(session, live, current.call_id, participant, current.display_name, message)
+                relay_offer(
+                    session, live, current.call_id, participant, current.display_name, message
+                )
             elif isinstance(message, Leave):
                 end_consultation(live, services.sessions, space_id, CloseReason.PATIENT_LEFT)
     except ConnectionClosed:
