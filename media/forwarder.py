@@ -19,7 +19,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError
 from av.packet import Packet
 
-from media.instrumentation import CodecUsage
+from media.instrumentation import USAGE
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,9 @@ def is_keyframe(kind: str, data: bytes) -> bool:
 class SlotTrack(MediaStreamTrack):
     """One receive slot of one subscriber: carries whichever publisher is assigned to it."""
 
-    def __init__(self, kind: str, usage: CodecUsage) -> None:
+    def __init__(self, kind: str) -> None:
         super().__init__()
         self.kind = kind
-        self._usage = usage
         self._queue: asyncio.Queue[Packet] = asyncio.Queue(QUEUE_FRAMES[kind])
         self._time_base = Fraction(1, CLOCK_RATE[kind])
         self._source: Publication | None = None
@@ -97,7 +96,7 @@ class SlotTrack(MediaStreamTrack):
         forwarded.pts = out
         forwarded.time_base = self._time_base
         self._queue.put_nowait(forwarded)
-        self._usage.frames_forwarded += 1
+        USAGE.frames_forwarded += 1
 
     async def recv(self) -> Packet:
         if self.readyState != "live":
@@ -112,11 +111,12 @@ class SlotTrack(MediaStreamTrack):
 class Publication:
     """One track a participant publishes, and the slot tracks that forward it."""
 
-    def __init__(self, kind: str, request_pli: Callable[[], None]) -> None:
+    def __init__(self, kind: str, request_pli: Callable[[], bool]) -> None:
         self.kind = kind
         self.subscribers: set[SlotTrack] = set()
         self._request_pli = request_pli
         self._last_request = 0.0
+        self._pending: asyncio.TimerHandle | None = None
 
     def on_frame(self, codec: Any, frame: JitterFrame) -> None:
         """Receiver-tap callback: hand the encoded frame to every subscriber."""
@@ -128,15 +128,29 @@ class Publication:
             track.push(frame.timestamp, data, keyframe)
 
     def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe, at most once per KEYFRAME_REQUEST_INTERVAL."""
-        if self.kind != "video":
+        """Ask the publisher for a keyframe, at most once per KEYFRAME_REQUEST_INTERVAL.
+
+        A request inside the interval is deferred to its end, not dropped: the subscriber that
+        asked would otherwise wait for the publisher's next natural keyframe.
+        """
+        if self.kind != "video" or self._pending is not None:
             return
-        now = time.monotonic()
-        if now - self._last_request < KEYFRAME_REQUEST_INTERVAL:
-            return
-        self._last_request = now
-        self._request_pli()
+        wait = self._last_request + KEYFRAME_REQUEST_INTERVAL - time.monotonic()
+        if wait > 0:
+            self._pending = asyncio.get_running_loop().call_later(wait, self._send_request)
+        else:
+            self._send_request()
+
+    def _send_request(self) -> None:
+        self._pending = None
+        # Before the publisher's first packet there is nobody to ask (and its first frame is a
+        # keyframe anyway), so only a request actually sent starts the interval.
+        if self._request_pli():
+            self._last_request = time.monotonic()
 
     def close(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
         for track in tuple(self.subscribers):
             track.attach(None)

@@ -29,8 +29,18 @@ class CodecUsage:
         }
 
 
-def install(usage: CodecUsage) -> None:
-    """Count every decode and encode aiortc performs in this process from now on."""
+#: This process's counters (the codec hooks are process-wide, so are the counts).
+USAGE = CodecUsage()
+_installed = False
+
+
+def install() -> None:
+    """Count every decode and encode aiortc performs in this process from now on (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    usage = USAGE
     make_decoder = rtcrtpreceiver.get_decoder
     make_encoder = rtcrtpsender.get_encoder
 

@@ -48,7 +48,6 @@ class MediaNode:
         self.redis = redis
         self.id = settings.media_node_id or f"{socket.gethostname()}-{secrets.token_hex(4)}"
         self.rooms: dict[str, Room] = {}
-        self.usage = instrumentation.CodecUsage()
         self._room_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = time.time()
@@ -60,7 +59,7 @@ class MediaNode:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then close every room and leave the registry."""
         check_internals()
-        instrumentation.install(self.usage)
+        instrumentation.install()
         use_host_addresses(self.settings.media_addresses)
         await self._heartbeat()
         log.info("media node %s registered (capacity %d)", self.id, self.settings.media_capacity)
@@ -84,7 +83,7 @@ class MediaNode:
             "load": self.load,
             "rooms": len(self.rooms),
             "started_at": self._started,
-            **self.usage.as_fields(),
+            **instrumentation.USAGE.as_fields(),
         }
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.media_node(self.id), mapping=fields)
@@ -144,7 +143,7 @@ class MediaNode:
         channel = keys.participant_signal(offer.call, offer.participant)
         try:
             participant, answer = await Participant.connect(
-                offer.participant, offer.name, offer.sdp, self.usage, self._on_gone(offer.call)
+                offer.participant, offer.name, offer.sdp, self._on_gone(offer.call)
             )
         except (BadOffer, ValueError) as exc:
             await self.redis.publish(channel, Error(code="bad-offer", message=str(exc)).encode())

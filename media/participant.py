@@ -17,7 +17,6 @@ from aiortc import (
 )
 
 from media.forwarder import Publication, SlotTrack
-from media.instrumentation import CodecUsage
 from media.sdp import spread_candidates
 from media.tap import redirect_keyframe_requests, tap_receiver
 from shared.protocol import SLOT_COUNT
@@ -66,7 +65,6 @@ class Participant:
         participant_id: str,
         name: str,
         offer_sdp: str,
-        usage: CodecUsage,
         on_gone: Callable[[Participant], None],
     ) -> tuple[Participant, str]:
         """Answer a browser's offer; returns the participant and the SDP answer."""
@@ -85,7 +83,7 @@ class Participant:
             participant._publish(transceivers[1])
             for index in range(SLOT_COUNT):
                 audio, video = transceivers[2 + 2 * index], transceivers[3 + 2 * index]
-                participant.slots.append(participant._slot(index, audio, video, usage))
+                participant.slots.append(participant._slot(index, audio, video))
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception:
             await pc.close()
@@ -105,10 +103,8 @@ class Participant:
         tap_receiver(receiver, publication.on_frame)
         self.publications[transceiver.kind] = publication
 
-    def _slot(
-        self, index: int, audio: RTCRtpTransceiver, video: RTCRtpTransceiver, usage: CodecUsage
-    ) -> Slot:
-        slot = Slot(index, SlotTrack("audio", usage), SlotTrack("video", usage))
+    def _slot(self, index: int, audio: RTCRtpTransceiver, video: RTCRtpTransceiver) -> Slot:
+        slot = Slot(index, SlotTrack("audio"), SlotTrack("video"))
         for transceiver, track in ((audio, slot.audio), (video, slot.video)):
             transceiver.direction = "sendonly"
             transceiver.sender.replaceTrack(track)
@@ -136,10 +132,12 @@ def _request_keyframe(track: SlotTrack) -> None:
         track.source.request_keyframe()
 
 
-def _send_pli(receiver: RTCRtpReceiver) -> None:
-    """Send a PLI to the publisher for the video SSRC this receiver currently hears."""
+def _send_pli(receiver: RTCRtpReceiver) -> bool:
+    """Send a PLI for the video SSRC this receiver hears; False before any packet arrived."""
     sources = receiver.getSynchronizationSources()
-    if sources:
-        task = asyncio.ensure_future(receiver._send_rtcp_pli(sources[0].source))
-        _pending.add(task)
-        task.add_done_callback(_pending.discard)
+    if not sources:
+        return False
+    task = asyncio.ensure_future(receiver._send_rtcp_pli(sources[0].source))
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+    return True

@@ -1,0 +1,110 @@
+"""The real media node, driven by aiortc bots through Redis as the web processes drive it."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+
+from shared import keys
+from tests.support.bots import Bot
+from tests.support.stack import Stack
+
+NODE = "node-1"
+
+
+async def _until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
+async def _node_counters(client: aioredis.Redis) -> dict[str, int]:
+    raw = await client.hgetall(keys.media_node(NODE))
+    return {k: int(float(v)) for k, v in raw.items() if k.startswith("frames_") or k == "load"}
+
+
+def _run(stack: Stack, scenario: Callable[[aioredis.Redis, str], Awaitable[None]]) -> None:
+    async def main() -> None:
+        client = aioredis.Redis.from_url(stack.redis_server.url, decode_responses=True)
+        try:
+            await scenario(client, "bots-" + secrets.token_hex(4))
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_three_participants_each_receive_both_others_without_transcoding(stack: Stack) -> None:
+    async def scenario(client: aioredis.Redis, call: str) -> None:
+        before = await _node_counters(client)
+        bots = [Bot(client, NODE, call, f"p{i}", f"Bot {i}") for i in range(3)]
+        try:
+            for bot in bots:
+                await bot.join()
+            for bot in bots:
+                others = [b.participant_id for b in bots if b is not bot]
+                await _until(lambda b=bot, o=others: all(b.frames_from(p) > 10 for p in o))
+                assert sorted(bot.slots.values()) == sorted(others)
+                assert all(count > 10 for count in bot.audio_frames.values())
+            await asyncio.sleep(1.5)  # one heartbeat publishes the counters
+            after = await _node_counters(client)
+            assert after["frames_forwarded"] - before["frames_forwarded"] > 100
+            assert after["frames_decoded"] == before["frames_decoded"] == 0
+            assert after["frames_encoded"] == before["frames_encoded"] == 0
+        finally:
+            for bot in bots:
+                await bot.leave()
+
+    _run(stack, scenario)
+
+
+def test_a_late_joiner_makes_the_node_ask_publishers_for_a_keyframe(stack: Stack) -> None:
+    async def scenario(client: aioredis.Redis, call: str) -> None:
+        first, second = Bot(client, NODE, call, "a", "A"), Bot(client, NODE, call, "b", "B")
+        late = Bot(client, NODE, call, "c", "C")
+        try:
+            await first.join()
+            await second.join()
+            await _until(lambda: first.frames_from("b") > 5 and second.frames_from("a") > 5)
+            keyframe_requests = {"a": 0, "b": 0}
+            for bot in (first, second):
+                assert bot.pc is not None
+                sender = bot.pc.getTransceivers()[1].sender
+                original = sender._send_keyframe
+
+                def counted(name: str = bot.participant_id, forward=original) -> None:  # type: ignore[no-untyped-def]
+                    keyframe_requests[name] += 1
+                    forward()
+
+                sender._send_keyframe = counted  # type: ignore[method-assign]
+            await late.join()
+            await _until(lambda: late.frames_from("a") > 5 and late.frames_from("b") > 5)
+            assert keyframe_requests["a"] >= 1
+            assert keyframe_requests["b"] >= 1
+        finally:
+            for bot in (first, second, late):
+                await bot.leave()
+
+    _run(stack, scenario)
+
+
+def test_a_participant_who_leaves_frees_their_slot(stack: Stack) -> None:
+    async def scenario(client: aioredis.Redis, call: str) -> None:
+        stay, go = Bot(client, NODE, call, "stay", "Stay"), Bot(client, NODE, call, "go", "Go")
+        try:
+            await stay.join()
+            await go.join()
+            await _until(lambda: stay.frames_from("go") > 5)
+            await go.leave()
+            await _until(lambda: "go" not in stay.slots.values())
+        finally:
+            await stay.leave()
+        await _until(lambda: True)
+
+    _run(stack, scenario)

@@ -1,0 +1,49 @@
+"""Settings come from the environment in one place and name the variable that is wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.config import Settings, SettingsError, celery_broker_from_redis
+
+BASE = {"REDIS_URL": "redis://127.0.0.1:6400/0", "VIDCLINIC_SECRET_KEY": "s" * 32}
+
+
+def test_defaults_and_derived_broker() -> None:
+    settings = Settings.from_env(BASE)
+    assert settings.celery_broker_url == "redis://127.0.0.1:6400/1"
+    assert settings.database_url.startswith("sqlite:///")
+    assert settings.media_addresses == ()
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"VIDCLINIC_SECRET_KEY": "s" * 32}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://x/0", "VIDCLINIC_SECRET_KEY": "short"}, "VIDCLINIC_SECRET_KEY"),
+        ({**BASE, "VIDCLINIC_MEDIA_CAPACITY": "many"}, "VIDCLINIC_MEDIA_CAPACITY"),
+        ({**BASE, "VIDCLINIC_MEDIA_CAPACITY": "0"}, "VIDCLINIC_MEDIA_CAPACITY"),
+        ({**BASE, "VIDCLINIC_ICE_SERVERS": "[{"}, "VIDCLINIC_ICE_SERVERS"),
+        ({**BASE, "VIDCLINIC_SECURE_COOKIES": "maybe"}, "VIDCLINIC_SECURE_COOKIES"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], names: str) -> None:
+    with pytest.raises(SettingsError, match=names):
+        Settings.from_env(env)
+
+
+def test_lists_are_parsed() -> None:
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "VIDCLINIC_MEDIA_ADDRESSES": "203.0.113.5, 2001:db8::5",
+            "VIDCLINIC_ICE_SERVERS": '[{"urls": "turn:turn.example:3478"}]',
+        }
+    )
+    assert settings.media_addresses == ("203.0.113.5", "2001:db8::5")
+    assert settings.ice_servers == ({"urls": "turn:turn.example:3478"},)
+
+
+def test_broker_uses_the_next_database_index() -> None:
+    assert celery_broker_from_redis("redis://:pw@host:6379/3") == "redis://:pw@host:6379/4"
+    assert celery_broker_from_redis("redis://host:6379") == "redis://host:6379/1"

@@ -1,0 +1,56 @@
+"""Signalling messages: what each side encodes, the other decodes; anything else is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.protocol import (
+    MAX_MESSAGE_BYTES,
+    Join,
+    NodeOffer,
+    Offer,
+    ProtocolError,
+    Slots,
+    decode,
+)
+
+
+def test_messages_round_trip() -> None:
+    for message in (
+        Offer(sdp="v=0"),
+        Join(space="abc"),
+        NodeOffer(call="c", participant="p", name="Anna", sdp="v=0"),
+        Slots(slots=[{"slot": 0, "participant": "p", "name": "Anna"}]),
+    ):
+        assert decode(message.encode()) == message
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "not an object"),
+        ('{"v": 2, "type": "offer", "sdp": "x"}', "version"),
+        ('{"v": 1, "type": "no-such-type"}', "unexpected message type"),
+        ('{"v": 1, "type": "offer"}', "missing sdp"),
+        ('{"v": 1, "type": "offer", "sdp": ""}', "sdp must be"),
+        ('{"v": 1, "type": "offer", "sdp": 42}', "sdp must be"),
+        ('{"v": 1, "type": "join", "space": "' + "x" * 65 + '"}', "space must be"),
+    ],
+)
+def test_malformed_messages_are_refused(raw: str, reason: str) -> None:
+    with pytest.raises(ProtocolError, match=reason):
+        decode(raw)
+
+
+def test_only_allowed_types_are_accepted() -> None:
+    with pytest.raises(ProtocolError, match="unexpected message type 'join'"):
+        decode(Join(space="abc").encode(), Offer)
+
+
+def test_oversized_message_is_refused_before_parsing() -> None:
+    raw = json.dumps({"v": 1, "type": "offer", "sdp": "x" * MAX_MESSAGE_BYTES})
+    with pytest.raises(ProtocolError, match="too large"):
+        decode(raw)
