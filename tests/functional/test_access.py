@@ -1,0 +1,125 @@
+"""Who may open what: a patient's token opens only their own space; a clinic's dashboard, its
+socket and its calls are for that clinic's members only."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.conftest import CLINICIAN, OTHER_CLINICIAN, SECOND_CLINICIAN
+from tests.support.http import Socket, enter, signed_in
+from tests.support.stack import Stack
+
+PATIENT = {"first_name": "Petro", "last_name": "Access", "phone": "+380 50 111 2233"}
+
+
+def _space_status(stack: Stack, last_name: str) -> str | None:
+    client = stack.redis()
+    for key in client.scan_iter("vc:space:*"):
+        if key.count(":") == 2 and client.hget(key, "last_name") == last_name:
+            return client.hget(key, "status")
+    return None
+
+
+def test_a_patient_token_does_not_open_the_dashboard(stack: Stack) -> None:
+    patient, _ = enter(stack, PATIENT)
+    page = patient.get(f"{stack.url}/clinics/demo/waiting-area", allow_redirects=False, timeout=10)
+    assert page.status_code == 302 and "/login" in page.headers["Location"]
+    socket = Socket(stack, "/clinics/demo/waiting-area/ws", patient)
+    try:
+        assert socket.receive()["code"] == "forbidden"
+        assert socket.closed_by_server()
+    finally:
+        socket.close()
+
+
+def test_a_patient_token_opens_no_other_space(stack: Stack) -> None:
+    patient, _ = enter(stack, PATIENT)
+    other, _ = enter(stack, {**PATIENT, "last_name": "Neighbour"})
+    # The token is scoped to its own clinic's path and opens nothing at another clinic.
+    for name, value in list(patient.cookies.items()):
+        patient.cookies.set(name, value, path="/c/other/")
+    page = patient.get(f"{stack.url}/c/other/space", allow_redirects=False, timeout=10)
+    assert page.status_code == 302 and page.headers["Location"].endswith("/c/other")
+    # On its own socket, a patient cannot claim, join or end anything.
+    socket = Socket(stack, "/c/demo/space/ws", patient)
+    try:
+        for attempt in ({"type": "join", "space": "x" * 22}, {"type": "end-call"}):
+            socket.send(attempt)
+            assert socket.receive_type("error")["code"] == "bad-message"
+        socket.send({"type": "offer", "sdp": "v=0"})
+        assert socket.receive_type("error")["code"] == "not-in-call"
+    finally:
+        socket.close()
+    assert _space_status(stack, "Neighbour") == "waiting"
+    assert other.get(f"{stack.url}/c/demo/space", timeout=10).status_code == 200
+
+
+def test_a_forged_token_opens_nothing(stack: Stack) -> None:
+    session = requests.Session()
+    session.cookies.set("vc_space", "forged-token", path="/c/demo/")
+    page = session.get(f"{stack.url}/c/demo/space", allow_redirects=False, timeout=10)
+    assert page.status_code == 302
+    socket = Socket(stack, "/c/demo/space/ws", session)
+    try:
+        assert socket.receive()["code"] == "forbidden"
+        assert socket.closed_by_server()
+    finally:
+        socket.close()
+
+
+def test_a_clinician_of_another_clinic_gets_403(stack: Stack) -> None:
+    outsider = signed_in(stack, OTHER_CLINICIAN.email, OTHER_CLINICIAN.password)
+    page = outsider.get(f"{stack.url}/clinics/demo/waiting-area", timeout=10)
+    assert page.status_code == 403
+    socket = Socket(stack, "/clinics/demo/waiting-area/ws", outsider)
+    try:
+        assert socket.receive()["code"] == "forbidden"
+        assert socket.closed_by_server()
+    finally:
+        socket.close()
+    assert outsider.get(f"{stack.url}/clinics/other/waiting-area", timeout=10).status_code == 200
+
+
+def test_anonymous_visitors_get_nothing(stack: Stack) -> None:
+    page = requests.get(f"{stack.url}/clinics/demo/waiting-area", allow_redirects=False, timeout=10)
+    assert page.status_code == 302
+    socket = Socket(stack, "/clinics/demo/waiting-area/ws")
+    try:
+        assert socket.receive()["code"] == "forbidden"
+        assert socket.closed_by_server()
+    finally:
+        socket.close()
+
+
+def test_only_the_clinician_who_joined_opens_the_call(stack: Stack) -> None:
+    enter(stack, {**PATIENT, "last_name": "Callable"})
+    clinician = signed_in(stack, CLINICIAN.email, CLINICIAN.password)
+    dashboard = Socket(stack, "/clinics/demo/waiting-area/ws", clinician)
+    try:
+        cards = dashboard.receive_type("waiting-area")["spaces"]
+        space = next(c["id"] for c in cards if c["name"] == "Petro Callable")
+        dashboard.send({"type": "join", "space": space})
+        call_url = dashboard.receive_type("joined")["url"]
+        # A second clinician of the same clinic is told the patient is already being seen...
+        colleague = signed_in(stack, SECOND_CLINICIAN.email, SECOND_CLINICIAN.password)
+        second = Socket(stack, "/clinics/demo/waiting-area/ws", colleague)
+        try:
+            second.receive_type("waiting-area")
+            second.send({"type": "join", "space": space})
+            refusal = second.receive_type("error")
+            assert refusal["code"] == "already-being-seen"
+            assert CLINICIAN.name in refusal["message"]
+        finally:
+            second.close()
+        # ...and cannot open the call page or its socket.
+        assert colleague.get(f"{stack.url}{call_url}", timeout=10).status_code == 403
+        call_socket = Socket(stack, f"{call_url}/ws", colleague)
+        try:
+            assert call_socket.receive()["code"] == "forbidden"
+        finally:
+            call_socket.close()
+        outsider = signed_in(stack, OTHER_CLINICIAN.email, OTHER_CLINICIAN.password)
+        assert outsider.get(f"{stack.url}{call_url}", timeout=10).status_code == 403
+        assert clinician.get(f"{stack.url}{call_url}", timeout=10).status_code == 200
+    finally:
+        dashboard.close()

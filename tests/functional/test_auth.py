@@ -1,0 +1,65 @@
+"""Signing in and out."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.conftest import CLINICIAN
+from tests.support.http import csrf_token, signed_in
+from tests.support.stack import Stack
+
+WRONG = "The email or password is not correct."
+
+
+def _try(stack: Stack, email: str, password: str) -> tuple[requests.Session, requests.Response]:
+    session = requests.Session()
+    token = csrf_token(session, f"{stack.url}/login")
+    response = session.post(
+        f"{stack.url}/login",
+        data={"csrf_token": token, "email": email, "password": password},
+        allow_redirects=False,
+        timeout=10,
+    )
+    return session, response
+
+
+def test_wrong_password_and_unknown_email_get_the_same_plain_message(stack: Stack) -> None:
+    wrong_password = _try(stack, CLINICIAN.email, "not-the-password")
+    unknown_email = _try(stack, "nobody@demo.example", CLINICIAN.password)
+    for session, response in (wrong_password, unknown_email):
+        assert response.status_code == 400
+        assert WRONG in response.text
+        dashboard = session.get(
+            f"{stack.url}/clinics/demo/waiting-area", allow_redirects=False, timeout=10
+        )
+        assert dashboard.status_code == 302
+
+
+def test_empty_fields_get_field_messages(stack: Stack) -> None:
+    _, response = _try(stack, "", "")
+    assert response.status_code == 400
+    assert 'id="email-error"' in response.text and 'id="password-error"' in response.text
+
+
+def test_sign_in_sets_a_protected_session_cookie_and_sign_out_ends_it(stack: Stack) -> None:
+    _, response = _try(stack, CLINICIAN.email.upper(), CLINICIAN.password)
+    assert response.status_code == 302
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    session = signed_in(stack, CLINICIAN.email, CLINICIAN.password)
+    assert session.get(f"{stack.url}/clinics/demo/waiting-area", timeout=10).status_code == 200
+    token = csrf_token(session, f"{stack.url}/clinics/demo/waiting-area")
+    assert session.post(f"{stack.url}/logout", timeout=10).status_code == 400  # no CSRF token
+    session.post(f"{stack.url}/logout", data={"csrf_token": token}, timeout=10)
+    page = session.get(f"{stack.url}/clinics/demo/waiting-area", allow_redirects=False, timeout=10)
+    assert page.status_code == 302
+
+
+def test_sign_in_without_csrf_token_is_refused(stack: Stack) -> None:
+    response = requests.post(
+        f"{stack.url}/login",
+        data={"email": CLINICIAN.email, "password": CLINICIAN.password},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert response.status_code == 400

@@ -1,0 +1,105 @@
+"""Talking to the web server without a browser: forms with CSRF tokens, sockets with cookies."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+import requests
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from tests.support.stack import Stack
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token(session: requests.Session, url: str) -> str:
+    match = CSRF.search(session.get(url, timeout=10).text)
+    assert match, f"no CSRF token on {url}"
+    return match.group(1)
+
+
+def signed_in(stack: Stack, email: str, password: str) -> requests.Session:
+    session = requests.Session()
+    token = csrf_token(session, f"{stack.url}/login")
+    response = session.post(
+        f"{stack.url}/login",
+        data={"csrf_token": token, "email": email, "password": password},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert response.status_code == 302, response.text[:500]
+    return session
+
+
+def enter(
+    stack: Stack,
+    fields: dict[str, Any],
+    session: requests.Session | None = None,
+    as_json: bool = False,
+    language: str = "en",
+    slug: str = "demo",
+) -> tuple[requests.Session, requests.Response]:
+    """Submit the entry form (or its JSON twin) as a patient."""
+    session = session or requests.Session()
+    session.headers["Accept-Language"] = language
+    token = csrf_token(session, f"{stack.url}/c/{slug}")
+    url = f"{stack.url}/c/{slug}/enter"
+    if as_json:
+        response = session.post(
+            url, json=fields, headers={"X-CSRFToken": token}, allow_redirects=False, timeout=10
+        )
+    else:
+        response = session.post(
+            url, data={"csrf_token": token, **fields}, allow_redirects=False, timeout=10
+        )
+    return session, response
+
+
+def cookie_header(session: requests.Session) -> str:
+    return "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+
+
+class Socket:
+    """A WebSocket to the web server carrying a session's cookies."""
+
+    def __init__(self, stack: Stack, path: str, session: requests.Session | None = None) -> None:
+        headers = {"Cookie": cookie_header(session)} if session is not None else {}
+        self.ws = connect(f"{stack.ws_url}{path}", additional_headers=headers, max_size=2**20)
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.ws.send(json.dumps({"v": 1, **message}))
+
+    def receive(self, timeout: float = 10.0) -> dict[str, Any]:
+        try:
+            raw = self.ws.recv(timeout=timeout)
+        except TimeoutError:
+            raise AssertionError("no message before the timeout") from None
+        message: dict[str, Any] = json.loads(raw)
+        return message
+
+    def receive_type(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Skip other messages until one of type `kind` arrives."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self.receive(max(0.1, deadline - time.monotonic()))
+            if message["type"] == kind:
+                return message
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {kind} message")
+
+    def closed_by_server(self, timeout: float = 5.0) -> bool:
+        """True when the server ends the socket (after refusing it) within the timeout."""
+        try:
+            self.ws.recv(timeout=timeout)
+        except ConnectionClosed:
+            return True
+        except TimeoutError:
+            return False
+        return False
+
+    def close(self) -> None:
+        self.ws.close()
