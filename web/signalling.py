@@ -18,8 +18,9 @@ from shared.protocol import Error, MediaReady, Message, NodeLeave, NodeOffer, Of
 
 log = logging.getLogger(__name__)
 
-#: Seconds between the server's checks while a socket is quiet (the patient's presence beat).
-IDLE_TICK = 10.0
+#: Seconds between the server's checks while a socket is quiet: the patient's presence beat,
+#: so VIDCLINIC_PATIENT_GRACE must be comfortably longer.
+IDLE_TICK = 5.0
 
 ChannelHandler = Callable[["SocketSession", str, str], None]
 

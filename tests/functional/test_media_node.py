@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 
 from shared import keys
+from tests.support.aio import run
 from tests.support.bots import Bot
 from tests.support.stack import Stack
 
@@ -37,7 +38,7 @@ def _run(stack: Stack, scenario: Callable[[aioredis.Redis, str], Awaitable[None]
         finally:
             await client.aclose()
 
-    asyncio.run(main())
+    run(main())
 
 
 def test_three_participants_each_receive_both_others_without_transcoding(stack: Stack) -> None:

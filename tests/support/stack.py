@@ -64,7 +64,7 @@ class Stack:
             "DATABASE_URL": self.database_url,
             "VIDCLINIC_SECRET_KEY": SECRET,
             "VIDCLINIC_MEDIA_ADDRESSES": "127.0.0.1",
-            "VIDCLINIC_PATIENT_GRACE": "3",
+            "VIDCLINIC_PATIENT_GRACE": "8",
             "VIDCLINIC_HOUSEKEEPING_INTERVAL": "1",
             "VIDCLINIC_ENTRY_RATE": "1000",
             "PYTHONUNBUFFERED": "1",

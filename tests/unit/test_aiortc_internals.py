@@ -10,6 +10,7 @@ from aiortc.jitterbuffer import JitterFrame
 
 from media import instrumentation
 from media.tap import check_internals, tap_receiver
+from tests.support.aio import run
 from tests.support.bots import MovingPicture
 
 
@@ -65,12 +66,12 @@ async def _drain(track: object) -> None:
 
 
 def test_a_tapped_receiver_hands_on_encoded_frames_and_decodes_none() -> None:
-    tapped, decoded, encoded = asyncio.run(_send_video(tapped=True))
+    tapped, decoded, encoded = run(_send_video(tapped=True))
     assert tapped > 5
     assert decoded == 0
     assert encoded > 5  # the sending side encodes: the counter sees real encoding
 
 
 def test_the_counters_see_decoding_when_a_receiver_is_not_tapped() -> None:
-    _, decoded, _ = asyncio.run(_send_video(tapped=False))
+    _, decoded, _ = run(_send_video(tapped=False))
     assert decoded > 5

@@ -11,6 +11,7 @@ from media.forwarder import (
     SlotTrack,
     is_keyframe,
 )
+from tests.support.aio import run
 
 KEY = b"\x00rest"  # VP8: P bit clear
 DELTA = b"\x01rest"
@@ -45,7 +46,7 @@ def test_a_new_subscriber_waits_for_a_keyframe_and_asks_for_one() -> None:
         assert (bytes(first), bytes(second)) == (KEY, DELTA)
         assert (first.pts, second.pts) == (6000, 9000)
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_timestamps_keep_rising_when_the_slot_changes_publisher() -> None:
@@ -58,7 +59,7 @@ def test_timestamps_keep_rising_when_the_slot_changes_publisher() -> None:
         track.push(10, KEY, keyframe=True)
         assert (await track.recv()).pts == 903_000
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_a_slow_subscriber_drops_and_restarts_at_a_keyframe() -> None:
@@ -76,7 +77,7 @@ def test_a_slow_subscriber_drops_and_restarts_at_a_keyframe() -> None:
         track.push(999_000, KEY, keyframe=True)
         assert bytes(await track.recv()) == KEY
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_keyframe_requests_are_throttled_but_never_dropped() -> None:
@@ -89,4 +90,4 @@ def test_keyframe_requests_are_throttled_but_never_dropped() -> None:
         await asyncio.sleep(KEYFRAME_REQUEST_INTERVAL + 0.1)
         assert len(requests) == 2
 
-    asyncio.run(scenario())
+    run(scenario())

@@ -25,7 +25,7 @@ from shared.consultations import end_consultation
 from shared.errors import CloseReason, EntryRateLimited
 from shared.live import IN_CALL, PatientEntry, Space
 from shared.models import Clinic
-from shared.protocol import CallStarted, Leave, Offer, ProtocolError, decode
+from shared.protocol import CallStarted, Ended, Leave, Offer, ProtocolError, decode
 from web import sock
 from web.errors import message_for
 from web.i18n import gettext as _
@@ -196,6 +196,8 @@ def space_socket(ws: object, slug: str) -> None:
                 )
             elif isinstance(message, Leave):
                 end_consultation(live, services.sessions, space_id, CloseReason.PATIENT_LEFT)
+                session.send(Ended(reason=CloseReason.PATIENT_LEFT.value))
+                break
     except ConnectionClosed:
         pass
     finally:

@@ -20,11 +20,16 @@ const VC = (() => {
 
   function openSocket(route, onMessage, onState) {
     const url = socketUrl(route);
-    const state = { ws: null, generation: 0, closed: false, retry: 500 };
+    const state = { ws: null, generation: 0, closed: false, retry: 500, outbox: [] };
     function connect() {
       const ws = new WebSocket(url);
       state.ws = ws;
-      ws.onopen = () => { state.generation += 1; state.retry = 500; onState("open", state.generation); };
+      ws.onopen = () => {
+        state.generation += 1;
+        state.retry = 500;
+        state.outbox.splice(0).forEach((text) => ws.send(text));
+        onState("open", state.generation);
+      };
       ws.onmessage = (event) => {
         let message;
         try { message = JSON.parse(event.data); } catch (e) { return; }
@@ -39,10 +44,11 @@ const VC = (() => {
     }
     connect();
     return {
+      /* Sent now, or as soon as the socket (re)opens. */
       send(message) {
-        if (state.ws && state.ws.readyState === WebSocket.OPEN) {
-          state.ws.send(JSON.stringify(Object.assign({ v: PROTOCOL }, message)));
-        }
+        const text = JSON.stringify(Object.assign({ v: PROTOCOL }, message));
+        if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(text);
+        else state.outbox.push(text);
       },
       close() { state.closed = true; if (state.ws) state.ws.close(); },
       get generation() { return state.generation; },

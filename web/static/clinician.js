@@ -4,6 +4,15 @@
 (async () => {
   const status = document.querySelector("[data-status]");
   const endButton = document.querySelector("[data-action='end-call']");
+  let socket = null;
+  let ending = false;
+  // Listen before the camera is ready: ending must never wait on a device prompt.
+  endButton.addEventListener("click", () => {
+    endButton.disabled = true;
+    ending = true;
+    if (socket) socket.send({ type: "end-call" });
+  });
+
   const { config, call } = await VC.setUp((strings) => { status.textContent = strings.noDevices; });
   const strings = config.strings;
   let finished = false;
@@ -17,7 +26,7 @@
     document.querySelector("[data-after-call]").hidden = false;
   }
 
-  const socket = VC.openSocket(config.socket, (message) => {
+  socket = VC.openSocket(config.socket, (message) => {
     if (finished) return;
     switch (message.type) {
       case "media-ready": status.textContent = strings.inCall; call.start(socket); break;
@@ -33,6 +42,5 @@
   }, (state) => {
     if (state === "lost" && !finished) status.textContent = strings.lostConnection;
   });
-
-  endButton.addEventListener("click", () => { socket.send({ type: "end-call" }); });
+  if (ending) socket.send({ type: "end-call" });
 })();

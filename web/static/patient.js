@@ -4,6 +4,15 @@
 (async () => {
   const status = document.querySelector("[data-status]");
   const leave = document.querySelector("[data-action='leave']");
+  let socket = null;
+  let leaving = false;
+  // Listen before the camera is ready: leaving must never wait on a device prompt.
+  leave.addEventListener("click", () => {
+    leave.disabled = true;
+    leaving = true;
+    if (socket) socket.send({ type: "leave" });
+  });
+
   const { config, call } = await VC.setUp((strings) => { status.textContent = strings.noDevices; });
   const strings = config.strings;
   let finished = false;
@@ -12,11 +21,11 @@
     finished = true;
     call.stop();
     socket.close();
-    document.querySelectorAll(".stage, [data-controls], .controls").forEach((el) => { el.hidden = true; });
+    document.querySelectorAll(".stage, .controls").forEach((el) => { el.hidden = true; });
     status.textContent = text;
   }
 
-  const socket = VC.openSocket(config.socket, (message) => {
+  socket = VC.openSocket(config.socket, (message) => {
     if (finished) return;
     switch (message.type) {
       case "call-started": status.textContent = strings.inCall; break;
@@ -32,6 +41,5 @@
   }, (state) => {
     if (state === "lost" && !finished) status.textContent = strings.lostConnection;
   });
-
-  leave.addEventListener("click", () => { socket.send({ type: "leave" }); });
+  if (leaving) socket.send({ type: "leave" });
 })();

@@ -1,0 +1,188 @@
+"""The `vidclinic` command: the dev launcher from nothing to serving and back to nothing, and
+the operator subcommands' arguments."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from shared.redis_server import free_port
+
+VIDCLINIC = str(Path(sys.executable).parent / "vidclinic")
+
+
+def _children(pid: int) -> set[int]:
+    """Every live descendant of `pid`, read from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                parents[int(entry.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _clean_env() -> dict[str, str]:
+    drop = {"REDIS_URL", "DATABASE_URL", "VIDCLINIC_SECRET_KEY", "PORT"}
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def _start_dev(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
+    process = subprocess.Popen(
+        [VIDCLINIC, "dev", "--port", str(port)],
+        cwd=tmp_path,
+        env=_clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    assert process.stdout is not None
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "press Ctrl-C to stop" in line:
+            return process, lines
+    process.kill()
+    raise AssertionError("vidclinic dev did not come up:\n" + "".join(lines[-40:]))
+
+
+def test_dev_starts_from_nothing_serves_the_demo_clinic_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    process, lines = _start_dev(tmp_path, port)
+    try:
+        output = "".join(lines)
+        assert "admin@demo.example" in output and "password" in output
+        assert f"http://127.0.0.1:{port}/c/demo" in output
+        assert f"http://127.0.0.1:{port}/login" in output
+        page = requests.get(f"http://127.0.0.1:{port}/c/demo", timeout=10)
+        assert page.status_code == 200 and "Start video call" in page.text
+        assert (tmp_path / "var" / "vidclinic.sqlite3").exists()
+        children = _children(process.pid)
+        assert len(children) >= 5  # redis, web (master + worker), media, worker, beat
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(60)
+    assert process.returncode == 0
+    assert not [pid for pid in children if _alive(pid)]
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/c/demo", timeout=2)
+
+
+def test_dev_stops_everything_when_a_child_dies(tmp_path: Path) -> None:
+    process, _ = _start_dev(tmp_path, free_port())
+    children = _children(process.pid)
+    try:
+        media = next(
+            pid
+            for pid in children
+            if b"media" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        )
+        os.kill(media, signal.SIGKILL)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1
+    assert "media exited" in rest
+    assert not [pid for pid in children if _alive(pid)]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["dev"],
+        ["web"],
+        ["worker"],
+        ["beat"],
+        ["media"],
+        ["db"],
+        ["db", "upgrade"],
+        ["create-clinic"],
+        ["create-user"],
+    ],
+)
+def test_every_subcommand_has_help(command: list[str]) -> None:
+    result = subprocess.run(
+        [VIDCLINIC, *command, "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0
+    assert "usage: vidclinic" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["no-such-command"],
+        ["create-clinic", "--slug", "x"],
+        ["create-user", "--email", "a@b.c"],
+        ["web", "--port", "eighty"],
+        [
+            "create-user",
+            "--email",
+            "a@b.c",
+            "--password",
+            "p" * 12,
+            "--name",
+            "A",
+            "--role",
+            "boss",
+        ],
+    ],
+)
+def test_wrong_arguments_give_one_line_and_a_nonzero_exit(command: list[str]) -> None:
+    result = subprocess.run([VIDCLINIC, *command], capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_setup_commands_create_a_clinic_and_its_admin(tmp_path: Path) -> None:
+    env = {**_clean_env(), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [VIDCLINIC, *args], capture_output=True, text=True, env=env, timeout=60
+        )
+
+    assert run("db", "upgrade").returncode == 0
+    assert run("create-clinic", "--slug", "north", "--name", "North Clinic").returncode == 0
+    taken = run("create-clinic", "--slug", "north", "--name", "Again")
+    assert taken.returncode != 0 and "already exists" in taken.stderr
+    bad_slug = run("create-clinic", "--slug", "North Clinic!", "--name", "X")
+    assert bad_slug.returncode != 0 and len(bad_slug.stderr.strip().splitlines()) == 1
+    created = run(
+        "create-user", "--email", "Admin@North.example", "--password", "long-enough-pw",
+        "--name", "Admin", "--clinic", "north", "--role", "admin",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    short = run("create-user", "--email", "b@north.example", "--password", "short", "--name", "B")
+    assert short.returncode != 0 and "at least" in short.stderr
