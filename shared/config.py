@@ -71,6 +71,9 @@ class Settings:
     ice_servers: tuple[dict[str, object], ...] = ()
     #: Patient entries allowed per client address per minute.
     entry_rate_per_minute: int = 10
+    #: Reverse proxies in front of web whose X-Forwarded-* headers are trusted (0: none), so the
+    #: entry rate limit counts patients' addresses rather than the proxy's.
+    proxy_hops: int = 0
     #: Mark cookies Secure: on whenever the site is served over TLS.
     secure_cookies: bool = False
     log_level: str = "INFO"
@@ -110,6 +113,7 @@ class Settings:
             media_heartbeat=_int(env, "VIDCLINIC_MEDIA_HEARTBEAT", 2),
             ice_servers=ice_servers,
             entry_rate_per_minute=_int(env, "VIDCLINIC_ENTRY_RATE", 10),
+            proxy_hops=_int(env, "VIDCLINIC_PROXY_HOPS", 0, minimum=0),
             secure_cookies=_bool(env, "VIDCLINIC_SECURE_COOKIES", False),
             log_level=env.get("VIDCLINIC_LOG_LEVEL", "INFO").upper(),
         )

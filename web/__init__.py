@@ -9,6 +9,7 @@ from flask import Flask, g
 from flask_login import LoginManager
 from flask_sock import Sock
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shared.config import Settings
 from web import i18n
@@ -39,6 +40,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app.extensions["vidclinic"] = Services(settings)
+    if settings.proxy_hops:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app,
+            x_for=settings.proxy_hops,
+            x_proto=settings.proxy_hops,
+            x_host=settings.proxy_hops,
+        )
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"

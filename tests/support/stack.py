@@ -88,7 +88,7 @@ class Stack:
 
     def start_web(self) -> None:
         self.start("web", "web", "--port", str(self.port))
-        wait_until(lambda: _answers(f"{self.url}/healthz"), 30, "web server", self.processes["web"])
+        wait_until(lambda: answers(f"{self.url}/healthz"), 30, "web server", self.processes["web"])
 
     def start_media(self, name: str = "media", node_id: str = "node-1") -> Process:
         env = {**self.env, "VIDCLINIC_MEDIA_NODE_ID": node_id, "VIDCLINIC_MEDIA_HEARTBEAT": "1"}
@@ -115,7 +115,7 @@ class Stack:
         self.processes.clear()
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
     try:
         return requests.get(url, timeout=1).status_code == 200
     except requests.RequestException:
