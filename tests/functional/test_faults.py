@@ -1,0 +1,96 @@
+"""Faults: what happens to waiting patients and calls when a process dies.
+
+- The web process is killed: sockets drop; patients' spaces stay in Redis; when web is back the
+  patient's socket reconnects to the same space and the dashboard shows the same waiting area.
+- The worker is killed while a clinician joins: the allocation task waits in the broker and
+  runs when a worker is back; the call then gets its media node.
+- The media node is killed: its registry entry expires and no new call is sent to it; calls
+  asking for a node wait until one is back.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from tests.conftest import CLINICIAN
+from tests.support.http import Socket, enter, signed_in
+from tests.support.stack import Stack
+
+
+def _join(stack: Stack, last_name: str) -> tuple[Socket, str]:
+    clinician = signed_in(stack, CLINICIAN.email, CLINICIAN.password)
+    dashboard = Socket(stack, "/clinics/demo/waiting-area/ws", clinician)
+    cards = dashboard.receive_type("waiting-area")["spaces"]
+    space = next(c["id"] for c in cards if c["name"].endswith(last_name))
+    dashboard.send({"type": "join", "space": space})
+    reply = dashboard.receive()
+    while reply["type"] not in ("joined", "error"):
+        reply = dashboard.receive()
+    assert reply["type"] == "joined", reply
+    return dashboard, reply["call"]
+
+
+def test_killing_web_loses_no_waiting_patient(stack: Stack) -> None:
+    patient, _ = enter(
+        stack, {"first_name": "Fedir", "last_name": "Fault", "phone": "+380 97 1234567"}
+    )
+    socket = Socket(stack, "/c/demo/space/ws", patient)
+    stack.processes["web"].stop(signal.SIGKILL)
+    assert socket.closed_by_server()
+    stack.start_web()
+    again = Socket(stack, "/c/demo/space/ws", patient)
+    try:
+        assert patient.get(f"{stack.url}/c/demo/space", timeout=10).status_code == 200
+        clinician = signed_in(stack, CLINICIAN.email, CLINICIAN.password)
+        dashboard = Socket(stack, "/clinics/demo/waiting-area/ws", clinician)
+        try:
+            names = [c["name"] for c in dashboard.receive_type("waiting-area")["spaces"]]
+            assert "Fedir Fault" in names
+        finally:
+            dashboard.close()
+    finally:
+        again.close()
+
+
+def test_a_join_while_the_worker_is_down_gets_its_media_node_when_a_worker_is_back(
+    stack: Stack,
+) -> None:
+    enter(stack, {"first_name": "Halyna", "last_name": "Workerless", "phone": "+380 97 7654321"})
+    stack.processes["worker"].stop(signal.SIGKILL)
+    try:
+        dashboard, call_id = _join(stack, "Workerless")
+        call = stack.redis().hgetall(f"vc:call:{call_id}")
+        assert call and "node_id" not in call
+        time.sleep(1)
+        assert "node_id" not in stack.redis().hgetall(f"vc:call:{call_id}")
+    finally:
+        stack.start_worker()
+    deadline = time.monotonic() + 30
+    while "node_id" not in stack.redis().hgetall(f"vc:call:{call_id}"):
+        assert time.monotonic() < deadline, "the queued allocation never ran"
+        time.sleep(0.2)
+    dashboard.close()
+
+
+def test_a_dead_media_node_gets_no_new_calls_until_one_is_back(stack: Stack) -> None:
+    client = stack.redis()
+    stack.processes["media"].stop(signal.SIGKILL)
+    try:
+        deadline = time.monotonic() + 15
+        while client.exists("vc:media:node:node-1") or "node-1" in client.zrange(
+            "vc:media:nodes", 0, -1
+        ):
+            assert time.monotonic() < deadline, "dead node still registered"
+            time.sleep(0.2)
+        enter(stack, {"first_name": "Marta", "last_name": "Nodeless", "phone": "+380 97 1112233"})
+        dashboard, call_id = _join(stack, "Nodeless")
+        time.sleep(2)
+        assert "node_id" not in client.hgetall(f"vc:call:{call_id}")
+    finally:
+        stack.start_media()
+    deadline = time.monotonic() + 30
+    while client.hget(f"vc:call:{call_id}", "node_id") != "node-1":
+        assert time.monotonic() < deadline, "the call never got the node that came back"
+        time.sleep(0.2)
+    dashboard.close()
