@@ -4,6 +4,7 @@ the operator subcommands' arguments."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from playwright.sync_api import expect
 
 from shared.redis_server import free_port
+from tests.support.pages import new_context, wait_for_video_playing
 
 VIDCLINIC = str(Path(sys.executable).parent / "vidclinic")
 
@@ -74,19 +77,45 @@ def _start_dev(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str], list[s
     raise AssertionError("vidclinic dev did not come up:\n" + "".join(lines[-40:]))
 
 
-def test_dev_starts_from_nothing_serves_the_demo_clinic_and_stops_cleanly(tmp_path: Path) -> None:
+def test_dev_starts_from_nothing_and_holds_a_consultation_then_stops_cleanly(
+    tmp_path: Path, browser: object
+) -> None:
+    """What a newcomer does: run `vidclinic dev`, open the patient link in one window, sign in
+    with the printed credentials in another, join, see each other, end the call, Ctrl-C."""
     port = free_port()
     process, lines = _start_dev(tmp_path, port)
     try:
         output = "".join(lines)
-        assert "admin@demo.example" in output and "password" in output
-        assert f"http://127.0.0.1:{port}/c/demo" in output
-        assert f"http://127.0.0.1:{port}/login" in output
-        page = requests.get(f"http://127.0.0.1:{port}/c/demo", timeout=10)
-        assert page.status_code == 200 and "Start video call" in page.text
+        credentials = re.search(r"sign in as (\S+) with password (\S+)", output)
+        assert credentials, output
+        base = f"http://127.0.0.1:{port}"
+        assert f"{base}/c/demo" in output and f"{base}/login" in output
         assert (tmp_path / "var" / "vidclinic.sqlite3").exists()
         children = _children(process.pid)
         assert len(children) >= 5  # redis, web (master + worker), media, worker, beat
+
+        patient_context, clinician_context = new_context(browser), new_context(browser)
+        try:
+            patient = patient_context.new_page()
+            patient.goto(f"{base}/c/demo")
+            patient.get_by_label("First name").fill("New")
+            patient.get_by_label("Last name").fill("Comer")
+            patient.get_by_label("Phone number").fill("+380 44 000 1234")
+            patient.get_by_role("button", name="Start video call").click()
+            clinician = clinician_context.new_page()
+            clinician.goto(f"{base}/login")
+            clinician.get_by_label("Email").fill(credentials.group(1))
+            clinician.get_by_label("Password").fill(credentials.group(2))
+            clinician.get_by_role("button", name="Sign in").click()
+            card = clinician.get_by_role("listitem").filter(has_text="New Comer")
+            card.get_by_role("button", name="Join").click()
+            wait_for_video_playing(clinician, "video[data-participant]")
+            wait_for_video_playing(patient, "video[data-participant]")
+            clinician.get_by_role("button", name="End call").click()
+            expect(patient.get_by_role("status")).to_have_text("Your consultation has ended")
+        finally:
+            patient_context.close()
+            clinician_context.close()
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(60)
