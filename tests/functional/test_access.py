@@ -3,6 +3,7 @@ socket and its calls are for that clinic's members only."""
 
 from __future__ import annotations
 
+import pytest
 import requests
 
 from tests.conftest import CLINICIAN, OTHER_CLINICIAN, SECOND_CLINICIAN
@@ -123,3 +124,18 @@ def test_only_the_clinician_who_joined_opens_the_call(stack: Stack) -> None:
         assert clinician.get(f"{stack.url}{call_url}", timeout=10).status_code == 200
     finally:
         dashboard.close()
+
+
+def test_a_waiting_patient_learns_nothing_about_other_patients(stack: Stack) -> None:
+    enter(stack, {**PATIENT, "first_name": "Secretna", "last_name": "Inshakova"})
+    patient, _ = enter(stack, {**PATIENT, "last_name": "Curious"})
+    page = patient.get(f"{stack.url}/c/demo/space", timeout=10).text
+    socket = Socket(stack, "/c/demo/space/ws", patient)
+    try:
+        enter(stack, {**PATIENT, "first_name": "Pizniy", "last_name": "Prybulets"})
+        with pytest.raises(AssertionError, match="no message"):
+            socket.receive(timeout=2)  # another patient's arrival is not announced here
+    finally:
+        socket.close()
+    for other in ("Secretna", "Inshakova", "Pizniy", "Prybulets"):
+        assert other not in page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from playwright.sync_api import expect
 
@@ -62,6 +63,26 @@ def test_patient_and_clinician_hold_a_consultation(stack: Stack, browser: object
         assert wait_for_audio_packets(patient) > 0
         assert dashboard.locator("video[data-participant]").count() == 1
         assert patient.locator("video[data-participant]").count() == 1
+        patient_id = dashboard.locator("video[data-participant]").get_attribute("data-participant")
+        assert patient_id == stack.redis().hget(f"vc:space:{space_id}", "participant_id")
+
+        # Mute and camera off switch the patient's own tracks, and say so to assistive tech.
+        for label, kind in (("Mute", "Audio"), ("Camera off", "Video")):
+            button = patient.get_by_role("button", name=label)
+            button.click()
+            expect(button).to_have_attribute("aria-pressed", "true")
+            enabled = f"window.vidclinicCall.local.get{kind}Tracks()[0].enabled"
+            assert patient.evaluate(enabled) is False
+            button.click()
+            expect(button).to_have_attribute("aria-pressed", "false")
+            assert patient.evaluate(enabled) is True
+
+        # The node forwarded the browsers' media without decoding or encoding any of it.
+        time.sleep(1.5)  # a heartbeat publishes the counters
+        node = stack.redis().hgetall("vc:media:node:node-1")
+        assert int(node["frames_forwarded"]) > 0
+        assert int(node["frames_decoded"]) == 0
+        assert int(node["frames_encoded"]) == 0
 
         dashboard.get_by_role("button", name="End call").click()
 

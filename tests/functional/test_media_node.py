@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import redis.asyncio as aioredis
 
@@ -109,3 +111,21 @@ def test_a_participant_who_leaves_frees_their_slot(stack: Stack) -> None:
         await _until(lambda: True)
 
     _run(stack, scenario)
+
+
+def test_the_media_node_listens_on_no_tcp_port(stack: Stack) -> None:
+    """Signalling reaches the node only through Redis: it opens no HTTP (or any TCP) listener."""
+    pid = stack.processes["media"].popen.pid
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd) if fd.is_symlink() else ""
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                listening.add(fields[9])
+    assert inodes, "the node holds no sockets at all (Redis?)"
+    assert not inodes & listening
