@@ -7,6 +7,7 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -32,6 +33,10 @@ async def _node_counters(client: aioredis.Redis) -> dict[str, int]:
     return {k: int(float(v)) for k, v in raw.items() if k.startswith("frames_") or k == "load"}
 
 
+def _hears_all(bot: Bot, others: list[str]) -> bool:
+    return all(bot.frames_from(p) > 10 for p in others)
+
+
 def _run(stack: Stack, scenario: Callable[[aioredis.Redis, str], Awaitable[None]]) -> None:
     async def main() -> None:
         client = aioredis.Redis.from_url(stack.redis_server.url, decode_responses=True)
@@ -52,7 +57,7 @@ def test_three_participants_each_receive_both_others_without_transcoding(stack: 
                 await bot.join()
             for bot in bots:
                 others = [b.participant_id for b in bots if b is not bot]
-                await _until(lambda b=bot, o=others: all(b.frames_from(p) > 10 for p in o))
+                await _until(partial(_hears_all, bot, others))
                 assert sorted(bot.slots.values()) == sorted(others)
                 assert all(count > 10 for count in bot.audio_frames.values())
             await asyncio.sleep(1.5)  # one heartbeat publishes the counters
