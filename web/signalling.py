@@ -11,10 +11,12 @@ from collections.abc import Callable
 from flask_sock import ConnectionClosed
 from redis import Redis, RedisError
 from simple_websocket import Server
+from werkzeug.exceptions import HTTPException
 
 from shared import keys
 from shared.live import LiveState
 from shared.protocol import Error, MediaReady, Message, NodeLeave, NodeOffer, Offer
+from web.i18n import gettext as _
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,13 @@ class SocketSession:
             self._relay.join(timeout=2)
         with contextlib.suppress(RedisError):
             self.pubsub.close()
+
+
+def refuse(session: SocketSession, refused: HTTPException) -> None:
+    """Tell the browser why its socket is refused (no access, or nothing there), then close."""
+    code = "forbidden" if refused.code in (401, 403) else "not-found"
+    session.error(code, _("You do not have access to this page"))
+    session.close_socket()
 
 
 def forward(session: SocketSession, _channel: str, data: str) -> None:

@@ -22,11 +22,10 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from shared import keys
-from shared.redis_server import EmbeddedRedis
-from tests.conftest import CLINICIAN, seed
+from tests.support.accounts import CLINICIAN
 from tests.support.bots import Bot, MovingPicture
 from tests.support.http import Socket, enter, signed_in
-from tests.support.stack import Stack
+from tests.support.stack import Stack, running_stack
 
 NODE = "node-1"
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
@@ -83,7 +82,7 @@ async def _transcoding_cost(frames: int = 150) -> float:
     return (time.process_time() - start) / frames * 1e6
 
 
-async def _end_call_latency(stack: Stack, rounds: int) -> dict[str, list[float]]:
+def _end_call_latency(stack: Stack, rounds: int) -> dict[str, list[float]]:
     clinician = signed_in(stack, CLINICIAN.email, CLINICIAN.password)
     dashboard = Socket(stack, "/clinics/demo/waiting-area/ws", clinician)
     watcher = Socket(stack, "/clinics/demo/waiting-area/ws", clinician)
@@ -139,21 +138,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="vidclinic-bench-"))
-    redis_server = EmbeddedRedis(root / "redis", persist=False).start()
-    database_url = f"sqlite:///{root / 'vidclinic.sqlite3'}"
-    seed(database_url)
-    stack = Stack(root=root, redis_server=redis_server, database_url=database_url)
-    try:
-        stack.start_web()
-        stack.start_media()
-        stack.start_worker()
+    with running_stack(Path(tempfile.mkdtemp(prefix="vidclinic-bench-")), beat=False) as stack:
         forwarding = asyncio.run(_forwarding(stack, args.participants, args.seconds))
         transcoding_us = asyncio.run(_transcoding_cost())
-        latency = asyncio.run(_end_call_latency(stack, args.rounds))
-    finally:
-        stack.stop_all()
-        redis_server.stop()
+        latency = _end_call_latency(stack, args.rounds)
 
     tracks = args.participants * (args.participants - 1) * 2
     print(f"forwarding: {args.participants} participants, {tracks} forwarded tracks")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.conftest import CLINICIAN, OTHER_CLINICIAN, SECOND_CLINICIAN
+from tests.support.accounts import CLINICIAN, OTHER_CLINICIAN, SECOND_CLINICIAN
 from tests.support.http import Socket, enter, signed_in
 from tests.support.stack import Stack
 

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import requests
 
-from tests.conftest import CLINICIAN
-from tests.support.http import csrf_token, signed_in
+from tests.support.accounts import CLINICIAN
+from tests.support.http import csrf_token, post_login, signed_in
 from tests.support.stack import Stack
 
 WRONG = "The email or password is not correct."
 
 
-def _try(stack: Stack, email: str, password: str) -> tuple[requests.Session, requests.Response]:
-    session = requests.Session()
-    token = csrf_token(session, f"{stack.url}/login")
-    response = session.post(
-        f"{stack.url}/login",
-        data={"csrf_token": token, "email": email, "password": password},
-        allow_redirects=False,
-        timeout=10,
-    )
-    return session, response
-
-
 def test_wrong_password_and_unknown_email_get_the_same_plain_message(stack: Stack) -> None:
-    wrong_password = _try(stack, CLINICIAN.email, "not-the-password")
-    unknown_email = _try(stack, "nobody@demo.example", CLINICIAN.password)
+    wrong_password = post_login(stack, CLINICIAN.email, "not-the-password")
+    unknown_email = post_login(stack, "nobody@demo.example", CLINICIAN.password)
     for session, response in (wrong_password, unknown_email):
         assert response.status_code == 400
         assert WRONG in response.text
@@ -36,13 +24,13 @@ def test_wrong_password_and_unknown_email_get_the_same_plain_message(stack: Stac
 
 
 def test_empty_fields_get_field_messages(stack: Stack) -> None:
-    _, response = _try(stack, "", "")
+    _, response = post_login(stack, "", "")
     assert response.status_code == 400
     assert 'id="email-error"' in response.text and 'id="password-error"' in response.text
 
 
 def test_sign_in_sets_a_protected_session_cookie_and_sign_out_ends_it(stack: Stack) -> None:
-    _, response = _try(stack, CLINICIAN.email.upper(), CLINICIAN.password)
+    _, response = post_login(stack, CLINICIAN.email.upper(), CLINICIAN.password)
     assert response.status_code == 302
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie

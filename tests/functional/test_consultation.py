@@ -7,7 +7,7 @@ import time
 
 from playwright.sync_api import expect
 
-from tests.conftest import CLINICIAN
+from tests.support.accounts import CLINICIAN
 from tests.support.pages import (
     enter_as_patient,
     new_context,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from tests.conftest import CLINICIAN
+from tests.support.accounts import CLINICIAN
 from tests.support.http import Socket, enter, signed_in
 from tests.support.stack import Stack
 

@@ -7,7 +7,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.conftest import CLINICIAN
+from tests.support.accounts import CLINICIAN
 from tests.support.pages import enter_as_patient, new_context, sign_in
 from tests.support.stack import Stack
 

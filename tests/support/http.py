@@ -22,7 +22,10 @@ def csrf_token(session: requests.Session, url: str) -> str:
     return match.group(1)
 
 
-def signed_in(stack: Stack, email: str, password: str) -> requests.Session:
+def post_login(
+    stack: Stack, email: str, password: str
+) -> tuple[requests.Session, requests.Response]:
+    """Submit the sign-in form as a browser would."""
     session = requests.Session()
     token = csrf_token(session, f"{stack.url}/login")
     response = session.post(
@@ -31,6 +34,11 @@ def signed_in(stack: Stack, email: str, password: str) -> requests.Session:
         allow_redirects=False,
         timeout=10,
     )
+    return session, response
+
+
+def signed_in(stack: Stack, email: str, password: str) -> requests.Session:
+    session, response = post_login(stack, email, password)
     assert response.status_code == 302, response.text[:500]
     return session
 

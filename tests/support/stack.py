@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import redis
 import requests
 
 from shared.redis_server import EmbeddedRedis, free_port
+from tests.support.accounts import seed
 
 SECRET = "test-secret-key-0123456789"
 
@@ -113,6 +116,25 @@ class Stack:
         for process in list(self.processes.values()):
             process.stop()
         self.processes.clear()
+
+
+@contextmanager
+def running_stack(root: Path, beat: bool = True) -> Iterator[Stack]:
+    """A fresh Redis and database with the test accounts, and every process started."""
+    redis_server = EmbeddedRedis(root / "redis", persist=False).start()
+    database_url = f"sqlite:///{root / 'vidclinic.sqlite3'}"
+    seed(database_url)
+    system = Stack(root=root, redis_server=redis_server, database_url=database_url)
+    try:
+        system.start_web()
+        system.start_media()
+        system.start_worker()
+        if beat:
+            system.start_beat()
+        yield system
+    finally:
+        system.stop_all()
+        redis_server.stop()
 
 
 def answers(url: str) -> bool:

@@ -14,9 +14,15 @@ from shared.models import Clinic
 from shared.protocol import EndCall, Offer, ProtocolError, decode
 from web import sock
 from web.auth.views import member_clinic_or_403
-from web.i18n import gettext as _
 from web.services import Services
-from web.signalling import SocketSession, forward, join_call_channels, leave_node, relay_offer
+from web.signalling import (
+    SocketSession,
+    forward,
+    join_call_channels,
+    leave_node,
+    refuse,
+    relay_offer,
+)
 
 bp = Blueprint("call", __name__)
 
@@ -56,11 +62,7 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
     try:
         _clinic, call = _own_call_or_error(slug, call_id)
     except HTTPException as refused:
-        session.error(
-            "forbidden" if refused.code == 403 else "not-found",
-            _("You do not have access to this page"),
-        )
-        session.close_socket()
+        refuse(session, refused)
         return
     participant, name = f"u{current_user.id}", current_user.display_name
     join_call_channels(session, live, call_id, participant)

@@ -15,9 +15,8 @@ from shared.protocol import Join, Joined, ProtocolError, WaitingArea, decode
 from web import sock
 from web.auth.views import member_clinic_or_403
 from web.errors import message_for
-from web.i18n import gettext as _
 from web.services import Services
-from web.signalling import SocketSession, forward
+from web.signalling import SocketSession, forward, refuse
 from workers.app import ALLOCATE_MEDIA_NODE
 
 bp = Blueprint("dashboard", __name__)
@@ -43,11 +42,7 @@ def waiting_area_socket(ws: object, slug: str) -> None:
     try:
         clinic = member_clinic_or_403(slug)
     except HTTPException as refused:
-        session.error(
-            "forbidden" if refused.code == 403 else "not-found",
-            _("You do not have access to this page"),
-        )
-        session.close_socket()
+        refuse(session, refused)
         return
     clinic_id, user_id, name = clinic.id, current_user.id, current_user.display_name
     session.subscribe(keys.clinic_events(clinic_id))

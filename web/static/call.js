@@ -164,13 +164,28 @@ const VC = (() => {
     }
   }
 
-  /* Wire the controls shared by both sides; returns the Call. */
-  async function setUp(onUnavailable) {
+  /* Run a call page: the patient's space or the clinician's call. The page's config names its
+     hang-up button ("leave" or "end-call") and what it says when the consultation is over. */
+  async function runCallPage() {
     const config = readConfig("call-config");
+    const strings = config.strings;
+    const status = document.querySelector("[data-status]");
+    const hangup = document.querySelector(`[data-action='${config.hangup}']`);
+    let socket = null;
+    let hangingUp = false;
+    let finished = false;
+    // Listen before the camera is ready: hanging up must never wait on a device prompt.
+    hangup.addEventListener("click", () => {
+      hangup.disabled = true;
+      hangingUp = true;
+      if (socket) socket.send({ type: config.hangup });
+    });
+
     const stage = document.querySelector(".stage");
-    const local = await localMedia(() => onUnavailable(config.strings));
+    const local = await localMedia(() => { status.textContent = strings.noDevices; });
     stage.querySelector("video[data-self]").srcObject = local;
     const call = new Call(config, local, stage);
+    window.vidclinicCall = call; // a handle for diagnostics and the browser tests
     document.querySelectorAll("[data-controls] button[aria-pressed]").forEach((button) => {
       button.addEventListener("click", () => {
         const pressed = button.getAttribute("aria-pressed") !== "true";
@@ -179,9 +194,37 @@ const VC = (() => {
         if (button.dataset.action === "camera") call.setCameraOff(pressed);
       });
     });
-    window.vidclinicCall = call; // a handle for diagnostics and the browser tests
-    return { config, call };
+
+    function finish() {
+      finished = true;
+      call.stop();
+      socket.close();
+      document.querySelectorAll(".stage, .controls").forEach((el) => { el.hidden = true; });
+      status.textContent = config.endedText;
+      document.querySelectorAll("[data-after-call]").forEach((el) => { el.hidden = false; });
+    }
+
+    socket = openSocket(config.socket, (message) => {
+      if (finished) return;
+      switch (message.type) {
+        case "call-started": status.textContent = strings.inCall; break;
+        case "media-ready": status.textContent = strings.inCall; call.start(socket); break;
+        case "answer": call.answer(message.sdp); break;
+        case "slots": call.setSlots(message.slots); break;
+        case "ended": finish(); break;
+        case "error":
+          if (message.code === "forbidden" || message.code === "not-found") finish();
+          else status.textContent = strings.error;
+          break;
+        default: break;
+      }
+    }, (state) => {
+      if (state === "lost" && !finished) status.textContent = strings.lostConnection;
+    });
+    if (hangingUp) socket.send({ type: config.hangup });
   }
 
-  return { openSocket, readConfig, setUp, socketUrl };
+  return { runCallPage };
 })();
+
+VC.runCallPage();

@@ -1,0 +1,38 @@
+"""The clinics and team members every test system starts with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.accounts import create_clinic, create_user
+from shared.db import make_engine, make_sessionmaker, upgrade
+from shared.models import Role
+
+
+@dataclass(frozen=True)
+class Account:
+    email: str
+    password: str
+    name: str
+
+
+CLINICIAN = Account("clinician@demo.example", "clinician-password-1", "Dr Olena Kovalenko")
+SECOND_CLINICIAN = Account("second@demo.example", "second-password-12", "Dr Taras Shevchuk")
+OTHER_CLINICIAN = Account("other@other.example", "other-password-123", "Dr Other Clinic")
+
+
+def seed(database_url: str) -> None:
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    with make_sessionmaker(engine).begin() as session:
+        create_clinic(session, "demo", "Demo Clinic")
+        create_clinic(session, "other", "Other Clinic")
+        for account, clinic in (
+            (CLINICIAN, "demo"),
+            (SECOND_CLINICIAN, "demo"),
+            (OTHER_CLINICIAN, "other"),
+        ):
+            create_user(
+                session, account.email, account.password, account.name, clinic, Role.CLINICIAN
+            )
+    engine.dispose()
