@@ -83,6 +83,7 @@ class Space:
             "entered_at": self.entered_at,
             "status": self.status,
             "clinician": self.clinician_name,
+            "clinician_id": self.clinician_id,
         }
 
 

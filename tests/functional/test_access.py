@@ -139,3 +139,13 @@ def test_a_waiting_patient_learns_nothing_about_other_patients(stack: Stack) -> 
         socket.close()
     for other in ("Secretna", "Inshakova", "Pizniy", "Prybulets"):
         assert other not in page
+
+
+def test_every_page_carries_the_security_headers(stack: Stack) -> None:
+    for path in ("/c/demo", "/login", "/c/no-such-clinic"):
+        headers = requests.get(f"{stack.url}{path}", timeout=10).headers
+        policy = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers["X-Content-Type-Options"] == "nosniff"

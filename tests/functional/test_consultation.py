@@ -7,7 +7,7 @@ import time
 
 from playwright.sync_api import expect
 
-from tests.support.accounts import CLINICIAN
+from tests.support.accounts import CLINICIAN, SECOND_CLINICIAN
 from tests.support.pages import (
     enter_as_patient,
     new_context,
@@ -26,6 +26,7 @@ def _space_ids(stack: Stack) -> set[str]:
 def test_patient_and_clinician_hold_a_consultation(stack: Stack, browser: object) -> None:
     clinician_context = new_context(browser)
     patient_context = new_context(browser)
+    colleague_context = new_context(browser)
     try:
         # The clinician watches the waiting area before anyone arrives.
         dashboard = clinician_context.new_page()
@@ -51,9 +52,18 @@ def test_patient_and_clinician_hold_a_consultation(stack: Stack, browser: object
         watcher_card = watcher.get_by_role("listitem").filter(has_text="Anna Melnyk")
         expect(watcher_card).to_be_visible()
 
+        colleague = colleague_context.new_page()
+        sign_in(colleague, stack, SECOND_CLINICIAN.email, SECOND_CLINICIAN.password)
+        colleague_card = colleague.get_by_role("listitem").filter(has_text="Anna Melnyk")
+        expect(colleague_card.get_by_role("button", name="Join")).to_be_visible()
+
         card.get_by_role("button", name="Join").click()
         expect(dashboard).to_have_url(re.compile(r"/clinics/demo/calls/"))
-        expect(watcher_card).to_contain_text("In consultation")
+        expect(watcher_card).to_contain_text(f"In consultation with {CLINICIAN.name}")
+        # The clinician in the call may rejoin from another tab; a colleague may not join.
+        expect(watcher_card.get_by_role("button", name="Join")).to_be_visible()
+        expect(colleague_card).to_contain_text("In consultation")
+        expect(colleague_card.get_by_role("button", name="Join")).to_be_hidden()
 
         # Each side sees the other's video playing and receives the other's audio.
         clinician_view = wait_for_video_playing(dashboard, "video[data-participant]")
@@ -95,3 +105,4 @@ def test_patient_and_clinician_hold_a_consultation(stack: Stack, browser: object
     finally:
         clinician_context.close()
         patient_context.close()
+        colleague_context.close()

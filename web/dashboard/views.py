@@ -30,6 +30,7 @@ def waiting_area(slug: str) -> str:
         "dashboard/waiting_area.html",
         clinic=clinic,
         socket_url=url_for("dashboard.waiting_area_socket", slug=slug),
+        me=f"u{current_user.id}",
     )
 
 

@@ -37,7 +37,8 @@
       ? config.strings.inCall.replace("{name}", space.clinician) : config.strings.waiting;
     const join = item.querySelector("[data-join]");
     join.setAttribute("aria-label", config.strings.joinLabel.replace("{name}", space.name));
-    join.hidden = inCall;
+    // The clinician in the call may rejoin it (a closed tab); nobody else may.
+    join.hidden = inCall && space.clinician_id !== config.me;
     empty.hidden = cards.size > 0;
   }
 
