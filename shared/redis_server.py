@@ -51,7 +51,10 @@ class EmbeddedRedis:
             "--logfile",
             str(self.data_dir / "redis.log"),
         ]
-        args += ["--save", "60 1", "--appendonly", "no"] if self.persist else ["--save", ""]
+        # Persisting: an append-only file synced every second, so a Redis that is killed and
+        # started again keeps the waiting areas (losing at most the last second).
+        args += ["--save", ""]
+        args += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.persist else []
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
@@ -68,6 +71,12 @@ class EmbeddedRedis:
                 time.sleep(0.05)
         client.close()
         return self
+
+    def kill(self) -> None:
+        """Kill the server without letting it save: a crash, for fault tests."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (it saves first when persisting) and wait for it to exit."""

@@ -94,3 +94,33 @@ def test_a_dead_media_node_gets_no_new_calls_until_one_is_back(stack: Stack) -> 
         assert time.monotonic() < deadline, "the call never got the node that came back"
         time.sleep(0.2)
     dashboard.close()
+
+
+def test_a_redis_crash_loses_no_waiting_patient_and_every_process_recovers(stack: Stack) -> None:
+    """Redis keeps an append-only file synced every second: killed and started again, it comes
+    back with the waiting area; sockets drop and reconnect, the media node registers again, the
+    worker takes tasks again, and a clinician can still see and join the patient."""
+    patient, _ = enter(
+        stack, {"first_name": "Roman", "last_name": "Restart", "phone": "+380 97 3334455"}
+    )
+    socket = Socket(stack, "/c/demo/space/ws", patient)
+    time.sleep(1.5)  # past the append-only file's one-second sync
+    stack.redis_server.kill()
+    stack.redis_server.start()
+    assert socket.closed_by_server(timeout=10)
+    client = stack.redis()
+    deadline = time.monotonic() + 20
+    while not client.exists("vc:media:node:node-1"):
+        assert time.monotonic() < deadline, "the media node did not register again"
+        time.sleep(0.2)
+    again = Socket(stack, "/c/demo/space/ws", patient)
+    try:
+        dashboard, call_id = _join(stack, "Restart")
+        deadline = time.monotonic() + 30
+        while client.hget(f"vc:call:{call_id}", "node_id") != "node-1":
+            assert time.monotonic() < deadline, "no media node after the Redis restart"
+            time.sleep(0.2)
+        assert again.receive_type("call-started")["call"] == call_id
+        dashboard.close()
+    finally:
+        again.close()

@@ -121,7 +121,7 @@ class Stack:
 @contextmanager
 def running_stack(root: Path, beat: bool = True) -> Iterator[Stack]:
     """A fresh Redis and database with the test accounts, and every process started."""
-    redis_server = EmbeddedRedis(root / "redis", persist=False).start()
+    redis_server = EmbeddedRedis(root / "redis", persist=True).start()
     database_url = f"sqlite:///{root / 'vidclinic.sqlite3'}"
     seed(database_url)
     system = Stack(root=root, redis_server=redis_server, database_url=database_url)
