@@ -74,6 +74,8 @@ class Settings:
     #: Reverse proxies in front of web whose X-Forwarded-* headers are trusted (0: none), so the
     #: entry rate limit counts patients' addresses rather than the proxy's.
     proxy_hops: int = 0
+    #: Failed sign-ins allowed per account in 15 minutes (ten times as many per address).
+    sign_in_attempts: int = 10
     #: Mark cookies Secure: on whenever the site is served over TLS.
     secure_cookies: bool = False
     log_level: str = "INFO"
@@ -113,6 +115,7 @@ class Settings:
             media_heartbeat=_int(env, "VIDCLINIC_MEDIA_HEARTBEAT", 2),
             ice_servers=ice_servers,
             entry_rate_per_minute=_int(env, "VIDCLINIC_ENTRY_RATE", 10),
+            sign_in_attempts=_int(env, "VIDCLINIC_SIGN_IN_ATTEMPTS", 10),
             proxy_hops=_int(env, "VIDCLINIC_PROXY_HOPS", 0, minimum=0),
             secure_cookies=_bool(env, "VIDCLINIC_SECURE_COOKIES", False),
             log_level=env.get("VIDCLINIC_LOG_LEVEL", "INFO").upper(),

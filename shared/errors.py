@@ -43,6 +43,16 @@ class EntryRateLimited(VidclinicError):
         self.retry_after = retry_after
 
 
+class TooManyFailedSignIns(VidclinicError):
+    """Sign-in is paused for this account or address; retry after `retry_after` seconds."""
+
+    code = "too-many-sign-ins"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
 class CloseReason(StrEnum):
     """Why a consultation or call ended (sent to browsers in `ended`)."""
 

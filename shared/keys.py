@@ -68,6 +68,13 @@ def entry_rate(address: str) -> str:
     return f"{PREFIX}:entry-rate:{address}"
 
 
+def login_failures(subject: str) -> str:
+    """STRING counter: failed sign-ins for one hashed email or one client address, this window."""
+    return f"{PREFIX}:login-failures:{subject}"
+
+
+#: Seconds a window of failed sign-ins lasts.
+LOGIN_FAILURE_WINDOW = 15 * 60
 #: Seconds the call-to-node assignment lives after the last participant left.
 CALL_TTL = 4 * 3600
 #: Seconds a media node's registry entry outlives its last heartbeat, in heartbeats.

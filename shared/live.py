@@ -15,7 +15,13 @@ from typing import Any
 from redis import Redis
 
 from shared import keys
-from shared.errors import CloseReason, EntryRateLimited, SpaceAlreadyClaimed, SpaceNotFound
+from shared.errors import (
+    CloseReason,
+    EntryRateLimited,
+    SpaceAlreadyClaimed,
+    SpaceNotFound,
+    TooManyFailedSignIns,
+)
 from shared.protocol import CallStarted, Ended, Message, SpaceChanged, SpaceLeft
 
 WAITING = "waiting"
@@ -139,8 +145,8 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 return {node, space}
 """
 
-# A fixed window per address; written for Redis 6.2 (the embedded one), which lacks EXPIRE NX.
-_COUNT_ENTRY = """
+# A counter in a fixed window; written for Redis 6.2 (the embedded one), which lacks EXPIRE NX.
+_COUNT_IN_WINDOW = """
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return {n, redis.call('TTL', KEYS[1])}
@@ -186,7 +192,7 @@ class LiveState:
         self._end_space = redis.register_script(_END_SPACE)
         self._touch_space = redis.register_script(_TOUCH_SPACE)
         self._allocate_node = redis.register_script(_ALLOCATE_NODE)
-        self._count_entry = redis.register_script(_COUNT_ENTRY)
+        self._count_in_window = redis.register_script(_COUNT_IN_WINDOW)
 
     def publish(self, channel: str, message: Message) -> None:
         """Announce a message on a channel."""
@@ -196,11 +202,32 @@ class LiveState:
 
     def check_entry_rate(self, address: str, per_minute: int) -> None:
         """Count one entry from `address`; raises EntryRateLimited past `per_minute`."""
-        count, ttl = self._count_entry(
+        count, ttl = self._count_in_window(
             keys=[keys.entry_rate(address)], args=[keys.ENTRY_RATE_WINDOW]
         )
         if count > per_minute:
             raise EntryRateLimited(retry_after=max(int(ttl), 1))
+
+    def check_sign_in_allowed(self, email: str, address: str, per_account: int) -> None:
+        """Raise TooManyFailedSignIns while the account or the address has failed too often.
+
+        An address may fail ten times as often as one account (a clinic shares one address).
+        """
+        limits = {keys.login_failures(hash_token(email.lower())): per_account}
+        limits[keys.login_failures(address)] = per_account * 10
+        for key, limit in limits.items():
+            count = self.redis.get(key)
+            if count is not None and int(count) >= limit:
+                raise TooManyFailedSignIns(retry_after=max(int(self.redis.ttl(key)), 1))
+
+    def record_sign_in(self, email: str, address: str, succeeded: bool) -> None:
+        """Count a failed sign-in, or forget the account's failures after a success."""
+        account = keys.login_failures(hash_token(email.lower()))
+        if succeeded:
+            self.redis.delete(account)
+            return
+        for key in (account, keys.login_failures(address)):
+            self._count_in_window(keys=[key], args=[keys.LOGIN_FAILURE_WINDOW])
 
     def create_space(self, clinic_id: int, entry: PatientEntry) -> tuple[Space, str]:
         """Create a patient space in the clinic's waiting area; returns it and its token."""

@@ -6,8 +6,15 @@ from flask import Flask, render_template, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
-from shared.errors import EntryRateLimited, SpaceAlreadyClaimed, SpaceNotFound, VidclinicError
+from shared.errors import (
+    EntryRateLimited,
+    SpaceAlreadyClaimed,
+    SpaceNotFound,
+    TooManyFailedSignIns,
+    VidclinicError,
+)
 from web.i18n import gettext as _
+from web.i18n import ngettext
 
 
 def wants_json() -> bool:
@@ -22,6 +29,13 @@ def message_for(error: VidclinicError) -> str:
         return _("This patient is no longer waiting.")
     if isinstance(error, EntryRateLimited):
         return _("Too many attempts. Please try again in a minute.")
+    if isinstance(error, TooManyFailedSignIns):
+        minutes = max(1, -(-error.retry_after // 60))
+        return ngettext(
+            "Too many failed sign-ins. Try again in %(num)s minute.",
+            "Too many failed sign-ins. Try again in %(num)s minutes.",
+            minutes,
+        )
     return _("Something went wrong. Please try again.")
 
 

@@ -6,6 +6,7 @@ from flask import Blueprint, Flask, redirect, request, url_for
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as gettext
 from flask_babel import lazy_gettext as lazy_gettext
+from flask_babel import ngettext as ngettext
 from werkzeug.wrappers import Response
 
 LANGUAGES = {"en": "English", "uk": "Українська"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.support.accounts import CLINICIAN
+from tests.support.accounts import CLINICIAN, LOCKABLE, SECOND_CLINICIAN
 from tests.support.http import csrf_token, post_login, signed_in
 from tests.support.stack import Stack
 
@@ -51,3 +51,27 @@ def test_sign_in_without_csrf_token_is_refused(stack: Stack) -> None:
         timeout=10,
     )
     assert response.status_code == 400
+
+
+def test_repeated_failures_pause_sign_in_for_that_account(stack: Stack) -> None:
+    """Five failures (VIDCLINIC_SIGN_IN_ATTEMPTS in the test stack) pause the account: even the
+    right password is refused until the window passes; other accounts are unaffected."""
+    for _ in range(5):
+        assert post_login(stack, LOCKABLE.email, "wrong-password")[1].status_code == 400
+    _, paused = post_login(stack, LOCKABLE.email, LOCKABLE.password)
+    assert paused.status_code == 429
+    assert "Too many failed sign-ins. Try again in 15 minutes." in paused.text
+    assert post_login(stack, CLINICIAN.email, CLINICIAN.password)[1].status_code == 302
+
+
+def test_a_success_forgets_earlier_failures(stack: Stack) -> None:
+    for _ in range(4):
+        post_login(stack, SECOND_CLINICIAN.email, "wrong-password")
+    assert (
+        post_login(stack, SECOND_CLINICIAN.email, SECOND_CLINICIAN.password)[1].status_code == 302
+    )
+    for _ in range(4):
+        post_login(stack, SECOND_CLINICIAN.email, "wrong-password")
+    assert (
+        post_login(stack, SECOND_CLINICIAN.email, SECOND_CLINICIAN.password)[1].status_code == 302
+    )

@@ -18,6 +18,7 @@ class Account:
 
 CLINICIAN = Account("clinician@demo.example", "clinician-password-1", "Dr Olena Kovalenko")
 SECOND_CLINICIAN = Account("second@demo.example", "second-password-12", "Dr Taras Shevchuk")
+LOCKABLE = Account("lockable@demo.example", "lockable-password-1", "Dr Lockable")
 OTHER_CLINICIAN = Account("other@other.example", "other-password-123", "Dr Other Clinic")
 
 
@@ -30,6 +31,7 @@ def seed(database_url: str) -> None:
         for account, clinic in (
             (CLINICIAN, "demo"),
             (SECOND_CLINICIAN, "demo"),
+            (LOCKABLE, "demo"),
             (OTHER_CLINICIAN, "other"),
         ):
             create_user(

@@ -9,7 +9,9 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from shared.accounts import authenticate, clinic_by_slug, membership
+from shared.errors import TooManyFailedSignIns
 from shared.models import Clinic, Membership
+from web.errors import message_for
 from web.i18n import gettext as _
 from web.i18n import lazy_gettext as _l
 from web.services import Services
@@ -50,8 +52,20 @@ def login() -> str | Response | tuple[str, int]:
     values = {"email": form.get("email", "")[:254]}
     if errors:
         return render_template("auth/login.html", values=values, errors=errors), 400
+    services = Services.current()
+    address = request.remote_addr or "-"
+    try:
+        services.live.check_sign_in_allowed(
+            data["email"], address, services.settings.sign_in_attempts
+        )
+    except TooManyFailedSignIns as paused:
+        page = render_template(
+            "auth/login.html", values=values, errors={}, failure=message_for(paused)
+        )
+        return page, 429
     session = Services.db()
     user = authenticate(session, data["email"], data["password"])
+    services.live.record_sign_in(data["email"], address, succeeded=user is not None)
     if user is None:
         message = _("The email or password is not correct.")
         return render_template("auth/login.html", values=values, errors={}, failure=message), 400
