@@ -45,6 +45,8 @@ def test_patient_and_clinician_hold_a_consultation(stack: Stack, browser: object
         card = waiting_list.get_by_role("listitem").filter(has_text="Anna Melnyk")
         expect(card).to_be_visible()
         expect(card).to_contain_text("Waiting")
+        announcement = dashboard.locator("[aria-live=polite]")
+        expect(announcement).to_have_text("New patient in the waiting area: Anna Melnyk")
 
         # A second dashboard tab stays open through the call, to watch the card.
         watcher = clinician_context.new_page()

@@ -6,6 +6,7 @@
   const list = document.querySelector("[data-waiting-list]");
   const empty = document.querySelector("[data-empty]");
   const alertBox = document.querySelector("[data-alert]");
+  const announce = document.querySelector("[data-announce]");
   const template = document.querySelector("template[data-card]");
   const cards = new Map();
   let clockOffset = 0; // server time minus browser time, seconds
@@ -60,7 +61,12 @@
           [...cards.keys()].forEach(remove);
           message.spaces.forEach(render);
           break;
-        case "space-changed": render(message.space); break;
+        case "space-changed":
+          render(message.space);
+          if (message.event === "arrived") {
+            announce.textContent = config.strings.arrived.replace("{name}", message.space.name);
+          }
+          break;
         case "space-left": remove(message.space); break;
         case "joined": location.assign(message.url); break;
         case "error": alertBox.textContent = message.message; break;
