@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.config import Settings
 from shared.db import make_engine, make_sessionmaker
 from shared.live import LiveState
+from web.hub import ChannelHub
 
 
 class Services:
@@ -29,6 +30,10 @@ class Services:
     @cached_property
     def live(self) -> LiveState:
         return LiveState(self.redis, self.settings.space_ttl)
+
+    @cached_property
+    def hub(self) -> ChannelHub:
+        return ChannelHub(self.redis)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
@@ -53,3 +58,14 @@ class Services:
             g.db = Services.current().sessions()
         session: Session = g.db
         return session
+
+    @staticmethod
+    def release_db() -> None:
+        """Give the request's connection back to the pool now.
+
+        A socket's request lasts as long as the page stays open: holding a connection that long
+        would let a handful of open dashboards exhaust the pool and stall every page.
+        """
+        session = g.pop("db", None)
+        if session is not None:
+            session.close()

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 from collections.abc import Callable
 
 from flask_sock import ConnectionClosed
-from redis import Redis, RedisError
+from redis import RedisError
 from simple_websocket import Server
 from werkzeug.exceptions import HTTPException
 
 from shared import keys
 from shared.live import LiveState
 from shared.protocol import Error, MediaReady, Message, NodeLeave, NodeOffer, Offer
+from web.hub import ChannelHub
 from web.i18n import gettext as _
 
 log = logging.getLogger(__name__)
@@ -30,13 +32,16 @@ ChannelHandler = Callable[["SocketSession", str, str], None]
 class SocketSession:
     """One browser socket and the Redis channels relayed to it.
 
-    A relay thread (a greenlet under gunicorn's gevent worker) owns the pub/sub connection;
-    channel handlers run on it and may subscribe to more channels from there.
+    The process's channel hub queues this socket's messages; a relay thread (a greenlet under
+    gunicorn's gevent worker) hands them to the channel handler, which may subscribe to more
+    channels from there.
     """
 
-    def __init__(self, ws: Server, redis: Redis) -> None:
+    def __init__(self, ws: Server, hub: ChannelHub) -> None:
         self.ws = ws
-        self.pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self._hub = hub
+        self._inbox: queue.Queue[tuple[str, str | None]] = queue.Queue()
+        self._channels: set[str] = set()
         self._send_lock = threading.Lock()
         self._closed = threading.Event()
         self._relay: threading.Thread | None = None
@@ -53,20 +58,33 @@ class SocketSession:
         self.send(Error(code=code, message=text))
 
     def subscribe(self, *channels: str) -> None:
-        """Subscribe before the relay starts, or from a channel handler."""
-        self.pubsub.subscribe(*channels)
+        """Listen to more channels; returns once Redis has confirmed them."""
+        for channel in channels:
+            self._hub.subscribe(channel, self._deliver)
+            self._channels.add(channel)
+
+    def _deliver(self, channel: str, data: str | None) -> None:
+        self._inbox.put((channel, data))
 
     def start_relay(self, handler: ChannelHandler) -> None:
         def relay() -> None:
-            try:
-                while not self._closed.is_set():
-                    item = self.pubsub.get_message(timeout=1.0)
-                    if item is not None and item["type"] == "message":
-                        handler(self, item["channel"], item["data"])
-            except (RedisError, ValueError, OSError) as exc:
-                if not self._closed.is_set():
+            while not self._closed.is_set():
+                try:
+                    channel, data = self._inbox.get(timeout=1.0)
+                except queue.Empty:
+                    continue
+                if data is None:
+                    # Redis went away and messages may be lost: the browser reconnects and
+                    # the new socket starts from the current state.
+                    log.warning("closing a socket after losing Redis")
+                    self.close_socket()
+                    return
+                try:
+                    handler(self, channel, data)
+                except RedisError as exc:
                     log.warning("relay to a socket ended: %s", exc)
                     self.close_socket()
+                    return
 
         self._relay = threading.Thread(target=relay, name="socket-relay", daemon=True)
         self._relay.start()
@@ -84,12 +102,13 @@ class SocketSession:
             self.ws.close()
 
     def close(self) -> None:
-        """Stop relaying and release the pub/sub connection."""
+        """Stop relaying and stop listening."""
         self._closed.set()
         if self._relay is not None:
             self._relay.join(timeout=2)
-        with contextlib.suppress(RedisError):
-            self.pubsub.close()
+        for channel in self._channels:
+            self._hub.unsubscribe(channel, self._deliver)
+        self._channels.clear()
 
 
 def refuse(session: SocketSession, refused: HTTPException) -> None:
@@ -109,8 +128,8 @@ def join_call_channels(
 ) -> None:
     """Listen to a call's events and this participant's signalling, then catch up on readiness.
 
-    Subscribing first and then checking the node means a `media-ready` published in between
-    is seen at least once (the browser ignores a second one).
+    Subscribing (confirmed) first and then checking the node means a `media-ready` published
+    in between is seen at least once (the browser ignores a second one).
     """
     session.subscribe(keys.call_events(call_id), keys.participant_signal(call_id, participant))
     call = live.get_call(call_id)

@@ -58,13 +58,14 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
     """Signalling for the clinician in a call; "end-call" ends the consultation for everyone."""
     services = Services.current()
     live = services.live
-    session = SocketSession(ws, services.redis)
+    session = SocketSession(ws, services.hub)
     try:
         _clinic, call = _own_call_or_error(slug, call_id)
     except HTTPException as refused:
         refuse(session, refused)
         return
     participant, name = f"u{current_user.id}", current_user.display_name
+    Services.release_db()
     join_call_channels(session, live, call_id, participant)
     session.start_relay(forward)
     try:

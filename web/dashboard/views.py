@@ -39,13 +39,14 @@ def waiting_area_socket(ws: object, slug: str) -> None:
     """Cards for every waiting patient, then each change as it happens; "join" claims one."""
     services = Services.current()
     live = services.live
-    session = SocketSession(ws, services.redis)
+    session = SocketSession(ws, services.hub)
     try:
         clinic = member_clinic_or_403(slug)
     except HTTPException as refused:
         refuse(session, refused)
         return
     clinic_id, user_id, name = clinic.id, current_user.id, current_user.display_name
+    Services.release_db()
     session.subscribe(keys.clinic_events(clinic_id))
     session.start_relay(forward)
     session.send(

@@ -149,7 +149,8 @@ def space_socket(ws: object, slug: str) -> None:
     live = services.live
     clinic = clinic_by_slug(Services.db(), slug)
     space = _own_space(clinic) if clinic is not None else None
-    session = SocketSession(ws, services.redis)
+    Services.release_db()
+    session = SocketSession(ws, services.hub)
     if space is None:
         session.error("forbidden", _("This waiting space is closed."))
         session.close_socket()
