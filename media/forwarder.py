@@ -31,11 +31,18 @@ QUEUE_FRAMES = {"audio": 50, "video": 30}
 KEYFRAME_REQUEST_INTERVAL = 0.4
 
 
+VP8_START_CODE = b"\x9d\x01\x2a"
+
+
 def is_keyframe(kind: str, data: bytes) -> bool:
-    """True when a subscriber can start decoding at this frame (VP8: P bit clear; audio: any)."""
+    """True when a subscriber can start decoding at this frame (audio: any frame).
+
+    VP8 (RFC 6386 section 9.1): the frame tag's P bit is clear and the start code follows it;
+    checking both keeps a partial frame after a loss from passing for a keyframe.
+    """
     if kind == "audio":
         return True
-    return bool(data) and data[0] & 0x01 == 0
+    return len(data) >= 10 and data[0] & 0x01 == 0 and data[3:6] == VP8_START_CODE
 
 
 class SlotTrack(MediaStreamTrack):
@@ -74,6 +81,10 @@ class SlotTrack(MediaStreamTrack):
     def push(self, timestamp: int, data: bytes, keyframe: bool) -> None:
         """Queue one encoded frame; called on the event loop by the publication."""
         if self._needs_keyframe and not keyframe:
+            # Ask again while waiting (throttled upstream): the keyframe the first request
+            # produced may itself have been lost.
+            if self._source is not None:
+                self._source.request_keyframe()
             return
         if self._queue.full():
             # The subscriber's sender fell behind: drop what is queued and restart cleanly.

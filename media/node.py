@@ -130,26 +130,33 @@ class MediaNode:
                 if isinstance(command, NodeOffer):
                     await self._join(command)
                 elif isinstance(command, NodeLeave):
-                    await self._leave(call_id, command.participant)
+                    await self._leave(call_id, command.participant, command.connection)
                 elif isinstance(command, NodeCloseRoom):
                     await self._close_room(call_id)
             except Exception:
                 log.exception("command %s for call %s failed", command.type, call_id)
 
     async def _join(self, offer: NodeOffer) -> None:
-        # An offer from someone already here (a reloaded page) replaces their old connection.
-        await self._leave(offer.call, offer.participant, announce=False)
-        room = self.rooms.setdefault(offer.call, Room(offer.call))
+        # An offer from someone already here (a reloaded page, a new socket) replaces their old
+        # connection, whichever socket made it.
+        replaced = await self._leave(offer.call, offer.participant, None, announce=False)
         channel = keys.participant_signal(offer.call, offer.participant)
         try:
             participant, answer = await Participant.connect(
-                offer.participant, offer.name, offer.sdp, self._on_gone(offer.call)
+                offer.participant,
+                offer.name,
+                offer.sdp,
+                offer.connection,
+                self._on_gone(offer.call),
             )
         except (BadOffer, ValueError) as exc:
             await self.redis.publish(channel, Error(code="bad-offer", message=str(exc)).encode())
+            if replaced and offer.call in self.rooms:
+                await self._announce_slots(self.rooms[offer.call])
             return
-        await self.redis.publish(channel, Answer(sdp=answer).encode())
+        room = self.rooms.setdefault(offer.call, Room(offer.call))
         room.add(participant)
+        await self.redis.publish(channel, Answer(sdp=answer).encode())
         await self._announce_slots(room)
         log.info("call %s: participant joined (%d in room)", offer.call, len(room.participants))
 
@@ -157,24 +164,32 @@ class MediaNode:
         def gone(participant: Participant) -> None:
             room = self.rooms.get(call_id)
             if room is not None and room.participants.get(participant.id) is participant:
-                leave = NodeLeave(call=call_id, participant=participant.id)
+                leave = NodeLeave(
+                    call=call_id, participant=participant.id, connection=participant.connection
+                )
                 task = asyncio.create_task(self._handle(leave))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
         return gone
 
-    async def _leave(self, call_id: str, participant_id: str, announce: bool = True) -> None:
+    async def _leave(
+        self, call_id: str, participant_id: str, connection: str | None, announce: bool = True
+    ) -> bool:
+        """Take a participant out (only if still on `connection`, unless None); True if so."""
         room = self.rooms.get(call_id)
         if room is None:
-            return
-        gone = room.remove(participant_id)
-        if gone is not None:
-            await gone.close()
+            return False
+        current = room.participants.get(participant_id)
+        if current is None or (connection is not None and current.connection != connection):
+            return False
+        room.remove(participant_id)
+        await current.close()
         if not room.participants:
             del self.rooms[call_id]
         elif announce:
             await self._announce_slots(room)
+        return True
 
     async def _close_room(self, call_id: str) -> None:
         room = self.rooms.pop(call_id, None)

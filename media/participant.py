@@ -17,7 +17,7 @@ from aiortc import (
 )
 
 from media.forwarder import Publication, SlotTrack
-from media.sdp import spread_candidates
+from media.sdp import keep_room_codecs, spread_candidates
 from media.tap import redirect_keyframe_requests, tap_receiver
 from shared.protocol import SLOT_COUNT
 
@@ -55,6 +55,8 @@ class Participant:
 
     id: str
     name: str
+    #: The signalling socket this connection was offered through.
+    connection: str
     pc: RTCPeerConnection
     publications: dict[str, Publication] = field(default_factory=dict)
     slots: list[Slot] = field(default_factory=list)
@@ -65,16 +67,19 @@ class Participant:
         participant_id: str,
         name: str,
         offer_sdp: str,
+        connection: str,
         on_gone: Callable[[Participant], None],
     ) -> tuple[Participant, str]:
         """Answer a browser's offer; returns the participant and the SDP answer."""
         pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
-        participant = cls(id=participant_id, name=name, pc=pc)
+        participant = cls(id=participant_id, name=name, connection=connection, pc=pc)
         try:
             await pc.setRemoteDescription(
-                RTCSessionDescription(sdp=spread_candidates(offer_sdp), type="offer")
+                RTCSessionDescription(
+                    sdp=keep_room_codecs(spread_candidates(offer_sdp)), type="offer"
+                )
             )
             transceivers = pc.getTransceivers()
             if [t.kind for t in transceivers] != EXPECTED_KINDS:

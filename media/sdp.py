@@ -26,3 +26,61 @@ def spread_candidates(sdp: str) -> str:
             section = section + candidates
         out.extend(section)
     return "\r\n".join(out) + "\r\n"
+
+
+#: The one codec per kind every room uses: forwarding never converts, so all must agree.
+ROOM_CODECS = {"audio": "opus", "video": "VP8"}
+
+
+class UnsupportedCodecs(ValueError):
+    """An m-section offers none of the room's codecs."""
+
+
+def keep_room_codecs(sdp: str) -> str:
+    """Strip every codec but the room's (and its retransmission format) from an offer.
+
+    aiortc answers with the first codec the browser lists, and Safari lists H.264 before VP8:
+    without this, one participant would publish H.264 into slots that others decode as VP8.
+    """
+    lines = sdp.replace("\r\n", "\n").rstrip("\n").split("\n")
+    sections: list[list[str]] = [[]]
+    for line in lines:
+        if line.startswith("m="):
+            sections.append([])
+        sections[-1].append(line)
+    out = sections[0]
+    for section in sections[1:]:
+        out.extend(_filter_section(section))
+    return "\r\n".join(out) + "\r\n"
+
+
+def _filter_section(section: list[str]) -> list[str]:
+    kind = section[0][2:].split(" ", 1)[0]
+    wanted = ROOM_CODECS.get(kind)
+    if wanted is None:
+        return section
+    names: dict[str, str] = {}
+    apt: dict[str, str] = {}
+    for line in section:
+        if line.startswith("a=rtpmap:"):
+            pt, encoding = line[len("a=rtpmap:") :].split(" ", 1)
+            names[pt] = encoding.split("/", 1)[0].lower()
+        elif line.startswith("a=fmtp:") and "apt=" in line:
+            pt, params = line[len("a=fmtp:") :].split(" ", 1)
+            for param in params.split(";"):
+                key, _, value = param.strip().partition("=")
+                if key == "apt":
+                    apt[pt] = value
+    main = {pt for pt, name in names.items() if name == wanted.lower()}
+    if not main:
+        raise UnsupportedCodecs(f"the offer's {kind} has no {wanted}")
+    keep = main | {pt for pt, target in apt.items() if names.get(pt) == "rtx" and target in main}
+    media = section[0].split(" ")
+    header = " ".join(media[:3] + [pt for pt in media[3:] if pt in keep])
+    body = [
+        line
+        for line in section[1:]
+        if not line.startswith(("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"))
+        or line.split(":", 1)[1].split(" ", 1)[0] in keep
+    ]
+    return [header, *body]

@@ -134,13 +134,20 @@ redis.call('EXPIRE', KEYS[2], ttl)
 return {'ok', ARGV[2]}
 """
 
-# KEYS: space, space token, waiting area, call. ARGV: space id, the token hash read before.
-# Returns the space's last hash and the call's node id, or nothing when already gone.
+# KEYS: space, space token, waiting area. ARGV: space id, the token hash read before, the call
+# key prefix. The call id is read inside the script: a clinician joining at the same moment
+# cannot leave a call behind. Returns the space's last hash and the call's node id, or nothing
+# when the space is already gone.
 _END_SPACE = """
 if redis.call('HGET', KEYS[1], 'token_hash') ~= ARGV[2] then return false end
 local space = redis.call('HGETALL', KEYS[1])
-local node = redis.call('HGET', KEYS[4], 'node_id') or ''
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[4])
+local call_id = redis.call('HGET', KEYS[1], 'call_id')
+local node = ''
+if call_id then
+  node = redis.call('HGET', ARGV[3] .. call_id, 'node_id') or ''
+  redis.call('DEL', ARGV[3] .. call_id)
+end
+redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return {node, space}
 """
@@ -208,26 +215,26 @@ class LiveState:
         if count > per_minute:
             raise EntryRateLimited(retry_after=max(int(ttl), 1))
 
-    def check_sign_in_allowed(self, email: str, address: str, per_account: int) -> None:
-        """Raise TooManyFailedSignIns while the account or the address has failed too often.
+    def begin_sign_in(self, email: str, address: str, per_account: int) -> None:
+        """Count a sign-in attempt before checking the password, then refuse it past the limit.
 
-        An address may fail ten times as often as one account (a clinic shares one address).
+        Counting first means a burst of parallel attempts cannot all slip under the limit. An
+        address may try ten times as often as one account (a clinic shares one address).
+        Raises TooManyFailedSignIns.
         """
-        limits = {keys.login_failures(hash_token(email.lower())): per_account}
-        limits[keys.login_failures(address)] = per_account * 10
+        limits = {
+            keys.login_failures(hash_token(email.lower())): per_account,
+            keys.login_failures(address): per_account * 10,
+        }
         for key, limit in limits.items():
-            count = self.redis.get(key)
-            if count is not None and int(count) >= limit:
-                raise TooManyFailedSignIns(retry_after=max(int(self.redis.ttl(key)), 1))
+            count, ttl = self._count_in_window(keys=[key], args=[keys.LOGIN_FAILURE_WINDOW])
+            if count > limit:
+                raise TooManyFailedSignIns(retry_after=max(int(ttl), 1))
 
-    def record_sign_in(self, email: str, address: str, succeeded: bool) -> None:
-        """Count a failed sign-in, or forget the account's failures after a success."""
-        account = keys.login_failures(hash_token(email.lower()))
-        if succeeded:
-            self.redis.delete(account)
-            return
-        for key in (account, keys.login_failures(address)):
-            self._count_in_window(keys=[key], args=[keys.LOGIN_FAILURE_WINDOW])
+    def sign_in_succeeded(self, email: str, address: str) -> None:
+        """Forget the account's failures, and take back the address's count of this attempt."""
+        self.redis.delete(keys.login_failures(hash_token(email.lower())))
+        self.redis.decr(keys.login_failures(address))
 
     def create_space(self, clinic_id: int, entry: PatientEntry) -> tuple[Space, str]:
         """Create a patient space in the clinic's waiting area; returns it and its token."""
@@ -309,27 +316,26 @@ class LiveState:
 
     def end_space(self, space_id: str, reason: CloseReason) -> tuple[Space, str] | None:
         """Delete a space and all its data, tell everyone; returns it and its node id, or None."""
-        token_hash, call_id = self.redis.hmget(keys.space(space_id), "token_hash", "call_id")
-        space = self.get_space(space_id)
-        if token_hash is None or space is None:
+        token_hash, clinic_id = self.redis.hmget(keys.space(space_id), "token_hash", "clinic_id")
+        if token_hash is None or clinic_id is None:
             return None
         result = self._end_space(
             keys=[
                 keys.space(space_id),
                 keys.space_token(token_hash),
-                keys.waiting_area(space.clinic_id),
-                keys.call(call_id or "-"),
+                keys.waiting_area(int(clinic_id)),
             ],
-            args=[space_id, token_hash],
+            args=[space_id, token_hash, keys.call("")],
         )
         if not result:
             return None
-        node_id = result[0]
+        node_id, flat = result
+        space = Space.from_hash(space_id, dict(zip(flat[::2], flat[1::2], strict=True)))
         ended = Ended(reason=reason.value)
         self.publish(keys.clinic_events(space.clinic_id), SpaceLeft(space=space_id))
         self.publish(keys.space_events(space_id), ended)
-        if call_id:
-            self.publish(keys.call_events(call_id), ended)
+        if space.call_id:
+            self.publish(keys.call_events(space.call_id), ended)
         return space, node_id
 
     def forget_missing_spaces(self, clinic_id: int) -> list[str]:

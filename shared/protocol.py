@@ -177,6 +177,8 @@ class MediaReady(Message):
 
     type: ClassVar[str] = "media-ready"
     call: str
+    #: A browser offers again when the node changes (the call moved) or its socket reconnected.
+    node: str
 
 
 @message
@@ -211,6 +213,8 @@ class NodeOffer(Message):
     participant: str
     name: str
     sdp: str
+    #: The socket the offer came through; a later offer from a new socket replaces this one.
+    connection: str
 
 
 @message
@@ -221,6 +225,9 @@ class NodeLeave(Message):
     type: ClassVar[str] = "node-leave"
     call: str
     participant: str
+    #: Only the connection this socket made is closed: a stale socket that closes late must not
+    #: take down the connection the same participant has since made from a new one.
+    connection: str
 
 
 @message

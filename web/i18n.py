@@ -9,6 +9,8 @@ from flask_babel import lazy_gettext as lazy_gettext
 from flask_babel import ngettext as ngettext
 from werkzeug.wrappers import Response
 
+from web.safety import local_target
+
 LANGUAGES = {"en": "English", "uk": "Українська"}
 COOKIE = "vc_lang"
 
@@ -25,10 +27,7 @@ def select_locale() -> str | None:
 @bp.get("/language/<code>")
 def switch(code: str) -> Response:
     """Remember the chosen language and go back to where the visitor was."""
-    target = request.args.get("next", "")
-    if not target.startswith("/") or target.startswith("//"):
-        target = url_for("auth.home")
-    response = redirect(target)
+    response = redirect(local_target(request.args.get("next", "")) or url_for("auth.home"))
     if code in LANGUAGES:
         response.set_cookie(COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
     return response

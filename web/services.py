@@ -7,6 +7,8 @@ from functools import cached_property
 import redis
 from celery import Celery
 from flask import current_app, g
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import Settings
@@ -33,7 +35,12 @@ class Services:
 
     @cached_property
     def hub(self) -> ChannelHub:
-        return ChannelHub(self.redis)
+        # No silent retries on this connection: a dropped pub/sub connection must surface, so
+        # the hub closes its sockets and browsers resynchronise instead of missing messages.
+        client = redis.Redis.from_url(
+            self.settings.redis_url, decode_responses=True, retry=Retry(NoBackoff(), 0)
+        )
+        return ChannelHub(client)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import secrets
 import threading
 from collections.abc import Callable
 
+from flask import abort
 from flask_sock import ConnectionClosed
 from redis import RedisError
 from simple_websocket import Server
@@ -19,6 +21,7 @@ from shared.live import LiveState
 from shared.protocol import Error, MediaReady, Message, NodeLeave, NodeOffer, Offer
 from web.hub import ChannelHub
 from web.i18n import gettext as _
+from web.safety import same_origin
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class SocketSession:
 
     def __init__(self, ws: Server, hub: ChannelHub) -> None:
         self.ws = ws
+        #: Tells this socket's peer connection on the media node apart from a later one's.
+        self.connection = secrets.token_hex(8)
         self._hub = hub
         self._inbox: queue.Queue[tuple[str, str | None]] = queue.Queue()
         self._channels: set[str] = set()
@@ -111,6 +116,12 @@ class SocketSession:
         self._channels.clear()
 
 
+def require_same_origin() -> None:
+    """Abort with 403 when a socket handshake comes from another site's page."""
+    if not same_origin():
+        abort(403)
+
+
 def refuse(session: SocketSession, refused: HTTPException) -> None:
     """Tell the browser why its socket is refused (no access, or nothing there), then close."""
     code = "forbidden" if refused.code in (401, 403) else "not-found"
@@ -134,7 +145,7 @@ def join_call_channels(
     session.subscribe(keys.call_events(call_id), keys.participant_signal(call_id, participant))
     call = live.get_call(call_id)
     if call is not None and live.live_node(call.node_id):
-        session.send(MediaReady(call=call_id))
+        session.send(MediaReady(call=call_id, node=call.node_id))
 
 
 def relay_offer(
@@ -148,13 +159,19 @@ def relay_offer(
     if not live.live_node(call.node_id):
         session.error("media-not-ready", "the call has no media node yet")
         return
-    live.send_to_node(
-        call.node_id, NodeOffer(call=call_id, participant=participant, name=name, sdp=offer.sdp)
+    command = NodeOffer(
+        call=call_id,
+        participant=participant,
+        name=name,
+        sdp=offer.sdp,
+        connection=session.connection,
     )
+    live.send_to_node(call.node_id, command)
 
 
-def leave_node(live: LiveState, call_id: str, participant: str) -> None:
-    """Tell the node a participant's socket is gone, so it frees the peer connection at once."""
+def leave_node(session: SocketSession, live: LiveState, call_id: str, participant: str) -> None:
+    """Tell the node this socket is gone, so it frees the socket's peer connection at once."""
     call = live.get_call(call_id)
     if call is not None and live.live_node(call.node_id):
-        live.send_to_node(call.node_id, NodeLeave(call=call_id, participant=participant))
+        command = NodeLeave(call=call_id, participant=participant, connection=session.connection)
+        live.send_to_node(call.node_id, command)

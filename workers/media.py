@@ -27,5 +27,5 @@ def allocate_media_node(task: VidclinicTask, call_id: str) -> str | None:
             Error(code="no-media-node", message="no media node has capacity"),
         )
         return None
-    live.publish(keys.call_events(call_id), MediaReady(call=call_id))
+    live.publish(keys.call_events(call_id), MediaReady(call=call_id, node=node_id))
     return node_id

@@ -126,6 +126,28 @@ def _end_call_latency(stack: Stack, rounds: int) -> dict[str, list[float]]:
     return results
 
 
+def _arrival_fan_out(stack: Stack, dashboards: int, rounds: int) -> list[float]:
+    """Seconds from a patient's entry being accepted to the last of many dashboards seeing it."""
+    clinician = signed_in(stack, CLINICIAN.email, CLINICIAN.password)
+    sockets = [Socket(stack, "/clinics/demo/waiting-area/ws", clinician) for _ in range(dashboards)]
+    spans = []
+    try:
+        for socket in sockets:
+            socket.receive_type("waiting-area")
+        for i in range(rounds):
+            name = f"Fan Out{i}"
+            start = time.perf_counter()
+            enter(stack, {"first_name": "Fan", "last_name": f"Out{i}", "phone": "+380 44 000 0000"})
+            for socket in sockets:
+                while socket.receive_type("space-changed")["space"]["name"] != name:
+                    pass
+            spans.append(time.perf_counter() - start)
+    finally:
+        for socket in sockets:
+            socket.close()
+    return spans
+
+
 def _ms(values: list[float]) -> str:
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
@@ -137,11 +159,13 @@ def main() -> None:
     parser.add_argument("--participants", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--dashboards", type=int, default=200)
     args = parser.parse_args()
     with running_stack(Path(tempfile.mkdtemp(prefix="vidclinic-bench-")), beat=False) as stack:
         forwarding = asyncio.run(_forwarding(stack, args.participants, args.seconds))
         transcoding_us = asyncio.run(_transcoding_cost())
         latency = _end_call_latency(stack, args.rounds)
+        fan_out = _arrival_fan_out(stack, args.dashboards, max(3, args.rounds // 4))
 
     tracks = args.participants * (args.participants - 1) * 2
     print(f"forwarding: {args.participants} participants, {tracks} forwarded tracks")
@@ -158,6 +182,10 @@ def main() -> None:
     print(f"  patient told it ended       {_ms(latency['patient'])}")
     print(f"  card gone from a dashboard  {_ms(latency['dashboard'])}")
     print(f"  baseline Redis PING         {_ms(latency['redis_roundtrip'])}")
+    print(
+        f"arrival on {args.dashboards} open dashboards (one web process, one pub/sub connection):"
+    )
+    print(f"  entry accepted -> last card {_ms(fan_out)}")
 
 
 if __name__ == "__main__":

@@ -134,3 +134,24 @@ def test_the_media_node_listens_on_no_tcp_port(stack: Stack) -> None:
                 listening.add(fields[9])
     assert inodes, "the node holds no sockets at all (Redis?)"
     assert not inodes & listening
+
+
+def test_a_publisher_that_prefers_h264_is_answered_with_vp8(stack: Stack) -> None:
+    """Safari lists H.264 first; the room's codec is VP8, so the node answers with VP8 only and
+    a VP8 subscriber sees the picture."""
+
+    async def scenario(client: aioredis.Redis, call: str) -> None:
+        safari = Bot(client, NODE, call, "safari", "Safari", prefer_video="H264")
+        chrome = Bot(client, NODE, call, "chrome", "Chrome")
+        try:
+            await safari.join()
+            await chrome.join()
+            assert safari.pc is not None and safari.pc.remoteDescription is not None
+            answer = safari.pc.remoteDescription.sdp
+            assert "VP8/90000" in answer and "H264" not in answer
+            await _until(lambda: chrome.frames_from("safari") > 10)
+        finally:
+            await safari.leave()
+            await chrome.leave()
+
+    _run(stack, scenario)

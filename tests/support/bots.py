@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import AUDIO_PTIME, VIDEO_CLOCK_RATE, VIDEO_PTIME
@@ -92,6 +94,9 @@ class Bot:
     call_id: str
     participant_id: str
     name: str = "bot"
+    #: Video codec the bot lists first in its offer (Safari lists H.264 first).
+    prefer_video: str = "VP8"
+    connection: str = field(default_factory=lambda: secrets.token_hex(8))
     pc: RTCPeerConnection | None = None
     slots: dict[int, str] = field(default_factory=dict)
     frames: dict[int, int] = field(default_factory=dict)
@@ -105,7 +110,11 @@ class Bot:
         )
         self.pc = pc
         pc.addTransceiver(Tone(), direction="sendonly")
-        pc.addTransceiver(MovingPicture(), direction="sendonly")
+        video = pc.addTransceiver(MovingPicture(), direction="sendonly")
+        codecs = RTCRtpSender.getCapabilities("video").codecs
+        video.setCodecPreferences(
+            sorted(codecs, key=lambda c: c.mimeType.lower() != f"video/{self.prefer_video.lower()}")
+        )
         for _ in range(SLOT_COUNT):
             pc.addTransceiver("audio", direction="recvonly")
             pc.addTransceiver("video", direction="recvonly")
@@ -124,6 +133,7 @@ class Bot:
             participant=self.participant_id,
             name=self.name,
             sdp=pc.localDescription.sdp,
+            connection=self.connection,
         )
         await self.redis.rpush(keys.media_node_inbox(self.node_id), offer.encode())
         self._tasks.append(asyncio.create_task(self._listen(pubsub)))
@@ -157,7 +167,9 @@ class Bot:
         return 0 if index is None else self.frames.get(index, 0)
 
     async def leave(self) -> None:
-        leave = NodeLeave(call=self.call_id, participant=self.participant_id)
+        leave = NodeLeave(
+            call=self.call_id, participant=self.participant_id, connection=self.connection
+        )
         await self.redis.rpush(keys.media_node_inbox(self.node_id), leave.encode())
         await self.close()
 

@@ -69,7 +69,7 @@ class Stack:
             "VIDCLINIC_MEDIA_ADDRESSES": "127.0.0.1",
             "VIDCLINIC_PATIENT_GRACE": "8",
             "VIDCLINIC_HOUSEKEEPING_INTERVAL": "1",
-            "VIDCLINIC_ENTRY_RATE": "1000",
+            "VIDCLINIC_ENTRY_RATE": "100000",
             "VIDCLINIC_SIGN_IN_ATTEMPTS": "5",
             "PYTHONUNBUFFERED": "1",
         }

@@ -13,8 +13,8 @@ from media.forwarder import (
 )
 from tests.support.aio import run
 
-KEY = b"\x00rest"  # VP8: P bit clear
-DELTA = b"\x01rest"
+KEY = b"\x50\x01\x00\x9d\x01\x2a\x80\x02\xe0\x01rest"  # VP8 keyframe: P bit clear, start code
+DELTA = b"\x51\x01\x00rest-of-an-interframe"
 
 
 def _publication(requests: list[int]) -> Publication:
@@ -28,6 +28,7 @@ def _publication(requests: list[int]) -> Publication:
 def test_vp8_keyframe_detection() -> None:
     assert is_keyframe("video", KEY)
     assert not is_keyframe("video", DELTA)
+    assert not is_keyframe("video", b"\x50" + DELTA[1:])  # P bit clear but no start code
     assert is_keyframe("audio", DELTA)
 
 

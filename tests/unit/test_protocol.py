@@ -21,7 +21,7 @@ def test_messages_round_trip() -> None:
     for message in (
         Offer(sdp="v=0"),
         Join(space="abc"),
-        NodeOffer(call="c", participant="p", name="Anna", sdp="v=0"),
+        NodeOffer(call="c", participant="p", name="Anna", sdp="v=0", connection="k"),
         Slots(slots=[{"slot": 0, "participant": "p", "name": "Anna"}]),
     ):
         assert decode(message.encode()) == message

@@ -14,6 +14,7 @@ from shared.models import Clinic, Membership
 from web.errors import message_for
 from web.i18n import gettext as _
 from web.i18n import lazy_gettext as _l
+from web.safety import local_target
 from web.services import Services
 from web.validation import REQUIRED, StrippedSchema
 
@@ -55,9 +56,7 @@ def login() -> str | Response | tuple[str, int]:
     services = Services.current()
     address = request.remote_addr or "-"
     try:
-        services.live.check_sign_in_allowed(
-            data["email"], address, services.settings.sign_in_attempts
-        )
+        services.live.begin_sign_in(data["email"], address, services.settings.sign_in_attempts)
     except TooManyFailedSignIns as paused:
         page = render_template(
             "auth/login.html", values=values, errors={}, failure=message_for(paused)
@@ -65,13 +64,13 @@ def login() -> str | Response | tuple[str, int]:
         return page, 429
     session = Services.db()
     user = authenticate(session, data["email"], data["password"])
-    services.live.record_sign_in(data["email"], address, succeeded=user is not None)
     if user is None:
         message = _("The email or password is not correct.")
         return render_template("auth/login.html", values=values, errors={}, failure=message), 400
     session.commit()
+    services.live.sign_in_succeeded(data["email"], address)
     login_user(user)
-    return redirect(_safe_next() or url_for("auth.home"))
+    return redirect(local_target(request.args.get("next", "")) or url_for("auth.home"))
 
 
 @bp.post("/logout")
@@ -95,9 +94,10 @@ def home() -> str | Response:
     return render_template("auth/home.html", clinics=clinics)
 
 
-def _safe_next() -> str | None:
-    target = request.args.get("next", "")
-    return target if target.startswith("/") and not target.startswith("//") else None
+def is_member(user_id: int, clinic_id: int) -> bool:
+    """Whether the user still belongs to the clinic, asked afresh (sockets outlive requests)."""
+    with Services.current().sessions() as session:
+        return membership(session, user_id, clinic_id) is not None
 
 
 def member_clinic_or_403(slug: str) -> Clinic:

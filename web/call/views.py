@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, url_for
 from flask_login import current_user, login_required
 from flask_sock import ConnectionClosed
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import Forbidden, HTTPException
 
 from shared.consultations import end_consultation
 from shared.errors import CloseReason
@@ -13,7 +13,7 @@ from shared.live import Call
 from shared.models import Clinic
 from shared.protocol import EndCall, Offer, ProtocolError, decode
 from web import sock
-from web.auth.views import member_clinic_or_403
+from web.auth.views import is_member, member_clinic_or_403
 from web.services import Services
 from web.signalling import (
     SocketSession,
@@ -22,6 +22,7 @@ from web.signalling import (
     leave_node,
     refuse,
     relay_offer,
+    require_same_origin,
 )
 
 bp = Blueprint("call", __name__)
@@ -60,15 +61,17 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
     live = services.live
     session = SocketSession(ws, services.hub)
     try:
-        _clinic, call = _own_call_or_error(slug, call_id)
+        require_same_origin()
+        clinic, call = _own_call_or_error(slug, call_id)
     except HTTPException as refused:
         refuse(session, refused)
         return
-    participant, name = f"u{current_user.id}", current_user.display_name
+    clinic_id, user_id = clinic.id, current_user.id
+    participant, name = f"u{user_id}", current_user.display_name
     Services.release_db()
-    join_call_channels(session, live, call_id, participant)
-    session.start_relay(forward)
     try:
+        join_call_channels(session, live, call_id, participant)
+        session.start_relay(forward)
         while True:
             raw = session.receive()
             if raw is None:
@@ -80,6 +83,9 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
             except ProtocolError as exc:
                 session.error("bad-message", str(exc))
                 continue
+            if not is_member(user_id, clinic_id):
+                refuse(session, Forbidden())
+                break
             if isinstance(message, Offer):
                 relay_offer(session, live, call_id, participant, name, message)
             elif isinstance(message, EndCall):
@@ -90,4 +96,4 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
         pass
     finally:
         session.close()
-        leave_node(live, call_id, participant)
+        leave_node(session, live, call_id, participant)

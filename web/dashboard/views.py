@@ -7,16 +7,16 @@ import time
 from flask import Blueprint, render_template, url_for
 from flask_login import current_user, login_required
 from flask_sock import ConnectionClosed
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import Forbidden, HTTPException
 
 from shared import keys
 from shared.errors import SpaceAlreadyClaimed, SpaceNotFound
 from shared.protocol import Join, Joined, ProtocolError, WaitingArea, decode
 from web import sock
-from web.auth.views import member_clinic_or_403
+from web.auth.views import is_member, member_clinic_or_403
 from web.errors import message_for
 from web.services import Services
-from web.signalling import SocketSession, forward, refuse
+from web.signalling import SocketSession, forward, refuse, require_same_origin
 from workers.app import ALLOCATE_MEDIA_NODE
 
 bp = Blueprint("dashboard", __name__)
@@ -41,18 +41,20 @@ def waiting_area_socket(ws: object, slug: str) -> None:
     live = services.live
     session = SocketSession(ws, services.hub)
     try:
+        require_same_origin()
         clinic = member_clinic_or_403(slug)
     except HTTPException as refused:
         refuse(session, refused)
         return
     clinic_id, user_id, name = clinic.id, current_user.id, current_user.display_name
     Services.release_db()
-    session.subscribe(keys.clinic_events(clinic_id))
-    session.start_relay(forward)
-    session.send(
-        WaitingArea(spaces=[s.card() for s in live.waiting_area(clinic_id)], now=time.time())
-    )
     try:
+        session.subscribe(keys.clinic_events(clinic_id))
+        # The snapshot goes first; changes published meanwhile wait in the socket's queue and
+        # follow it, so the browser never lets an older snapshot overwrite a newer card.
+        spaces = [s.card() for s in live.waiting_area(clinic_id)]
+        session.send(WaitingArea(spaces=spaces, now=time.time()))
+        session.start_relay(forward)
         while True:
             raw = session.receive()
             if raw is None:
@@ -63,6 +65,9 @@ def waiting_area_socket(ws: object, slug: str) -> None:
                 session.error("bad-message", str(exc))
                 continue
             assert isinstance(join, Join)
+            if not is_member(user_id, clinic_id):
+                refuse(session, Forbidden())
+                break
             try:
                 space = live.claim_space(join.space, clinic_id, f"u{user_id}", name)
             except (SpaceNotFound, SpaceAlreadyClaimed) as refused:

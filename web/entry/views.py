@@ -7,7 +7,6 @@ import re
 from flask import (
     Blueprint,
     abort,
-    current_app,
     make_response,
     redirect,
     render_template,
@@ -30,6 +29,7 @@ from web import sock
 from web.errors import message_for
 from web.i18n import gettext as _
 from web.i18n import lazy_gettext as _l
+from web.safety import same_origin
 from web.services import Services
 from web.signalling import SocketSession, join_call_channels, leave_node, relay_offer
 from web.validation import StrippedSchema, text_field
@@ -148,7 +148,7 @@ def space_socket(ws: object, slug: str) -> None:
     services = Services.current()
     live = services.live
     clinic = clinic_by_slug(Services.db(), slug)
-    space = _own_space(clinic) if clinic is not None else None
+    space = _own_space(clinic) if clinic is not None and same_origin() else None
     Services.release_db()
     session = SocketSession(ws, services.hub)
     if space is None:
@@ -162,18 +162,19 @@ def space_socket(ws: object, slug: str) -> None:
             message = decode(data)
         except ProtocolError:
             return
+        session.send(data)
         if isinstance(message, CallStarted):
             join_call_channels(session, live, message.call, participant)
-        session.send(data)
 
-    session.subscribe(keys.space_events(space_id))
-    session.start_relay(on_event)
-    # Connected after the clinician joined (a reload, a dropped socket): catch up.
-    current = live.get_space(space_id)
-    if current is not None and current.status == IN_CALL:
-        session.send(CallStarted(call=current.call_id, clinician=current.clinician_name))
-    live.touch_space(space_id)
     try:
+        session.subscribe(keys.space_events(space_id))
+        session.start_relay(on_event)
+        live.touch_space(space_id)
+        # Connected after the clinician joined (a reload, a dropped socket): catch up.
+        current = live.get_space(space_id)
+        if current is not None and current.status == IN_CALL:
+            session.send(CallStarted(call=current.call_id, clinician=current.clinician_name))
+            join_call_channels(session, live, current.call_id, participant)
         while True:
             raw = session.receive()
             if not live.touch_space(space_id):
@@ -206,5 +207,4 @@ def space_socket(ws: object, slug: str) -> None:
         live.touch_space(space_id)
         current = live.get_space(space_id)
         if current is not None and current.call_id:
-            leave_node(live, current.call_id, participant)
-        current_app.logger.debug("patient socket closed")
+            leave_node(session, live, current.call_id, participant)

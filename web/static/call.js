@@ -55,16 +55,28 @@ const VC = (() => {
     };
   }
 
+  const VIDEO = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } };
+
+  /* Camera and microphone if possible, else whichever works (a busy camera must not cost the
+     patient their voice), else nothing: the call goes on and they still see and hear. */
   async function localMedia(onUnavailable) {
-    try {
-      return await navigator.mediaDevices.getUserMedia({
-        audio: true,
-        video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } },
-      });
-    } catch (error) {
-      onUnavailable(error);
-      return new MediaStream();
+    for (const constraints of [{ audio: true, video: VIDEO }, { audio: true }, { video: VIDEO }]) {
+      try {
+        const stream = await navigator.mediaDevices.getUserMedia(constraints);
+        if (!constraints.audio || !constraints.video) onUnavailable();
+        return stream;
+      } catch (error) { /* try the next, smaller request */ }
     }
+    onUnavailable();
+    return new MediaStream();
+  }
+
+  /* Ask the browser for VP8, the room's codec (the media node insists on it anyway). */
+  function preferVp8(transceiver) {
+    if (!transceiver.setCodecPreferences || !RTCRtpReceiver.getCapabilities) return;
+    const codecs = RTCRtpReceiver.getCapabilities("video").codecs;
+    const vp8 = codecs.filter((c) => /^video\/(vp8|rtx)$/i.test(c.mimeType));
+    try { transceiver.setCodecPreferences(vp8); } catch (e) { /* the node strips the rest */ }
   }
 
   function waitForGathering(pc, timeoutMs) {
@@ -84,27 +96,40 @@ const VC = (() => {
       this.remotes = stage.querySelector("[data-remotes]");
       this.pc = null;
       this.slots = [];
-      this.offeredOn = null;
+      this.offered = null;
+      this.onSoundBlocked = () => {};
     }
 
-    /* Offer (again) unless already offered on this socket connection: after a dropped socket
-       the node has let go of the old peer connection. */
-    async start(socket) {
-      if (this.offeredOn === socket.generation) return;
-      this.offeredOn = socket.generation;
+    /* Offer (again) unless already offered through this socket connection to this node: after
+       a dropped socket the node has let go of the old peer connection, and a call moved to
+       another node needs a new one. */
+    async start(socket, node) {
+      const key = `${socket.generation}/${node}`;
+      if (this.offered === key) return;
+      this.offered = key;
       this.close();
       const pc = new RTCPeerConnection({ iceServers: this.config.iceServers, bundlePolicy: "max-bundle" });
       this.pc = pc;
       const [audio] = this.local.getAudioTracks();
       const [video] = this.local.getVideoTracks();
       pc.addTransceiver(audio || "audio", { direction: "sendonly", streams: [this.local] });
-      this.videoSender = pc.addTransceiver(video || "video", { direction: "sendonly", streams: [this.local] }).sender;
+      const own = pc.addTransceiver(video || "video", { direction: "sendonly", streams: [this.local] });
+      preferVp8(own);
+      this.videoSender = own.sender;
       this.slots = [];
       for (let i = 0; i < SLOT_COUNT; i += 1) {
         const a = pc.addTransceiver("audio", { direction: "recvonly" });
         const v = pc.addTransceiver("video", { direction: "recvonly" });
+        preferVp8(v);
         this.slots.push({ stream: new MediaStream([a.receiver.track, v.receiver.track]), participant: null, figure: null });
       }
+      // A connection that fails (network change, node restart) is offered again.
+      pc.addEventListener("connectionstatechange", () => {
+        if (pc === this.pc && pc.connectionState === "failed") {
+          this.offered = null;
+          setTimeout(() => { if (pc === this.pc) this.start(socket, node); }, 1000);
+        }
+      });
       await pc.setLocalDescription(await pc.createOffer());
       await waitForGathering(pc, 3000);
       socket.send({ type: "offer", sdp: pc.localDescription.sdp });
@@ -142,7 +167,12 @@ const VC = (() => {
           caption.textContent = next.name;
           figure.append(videoEl, caption);
           this.remotes.append(figure);
-          videoEl.play().catch(() => { videoEl.muted = true; videoEl.play().catch(() => {}); });
+          // Phones may refuse to play sound before a tap: play muted and offer the tap.
+          videoEl.play().catch(() => {
+            videoEl.muted = true;
+            videoEl.play().catch(() => {});
+            this.onSoundBlocked(videoEl);
+          });
           slot.figure = figure;
           slot.participant = next.participant;
         }
@@ -186,6 +216,12 @@ const VC = (() => {
     stage.querySelector("video[data-self]").srcObject = local;
     const call = new Call(config, local, stage);
     window.vidclinicCall = call; // a handle for diagnostics and the browser tests
+    const soundButton = document.querySelector("[data-action='sound']");
+    call.onSoundBlocked = () => { soundButton.hidden = false; };
+    soundButton.addEventListener("click", () => {
+      stage.querySelectorAll("video[data-participant]").forEach((el) => { el.muted = false; el.play(); });
+      soundButton.hidden = true;
+    });
     document.querySelectorAll("[data-controls] button[aria-pressed]").forEach((button) => {
       button.addEventListener("click", () => {
         const pressed = button.getAttribute("aria-pressed") !== "true";
@@ -208,7 +244,7 @@ const VC = (() => {
       if (finished) return;
       switch (message.type) {
         case "call-started": status.textContent = strings.inCall; break;
-        case "media-ready": status.textContent = strings.inCall; call.start(socket); break;
+        case "media-ready": status.textContent = strings.inCall; call.start(socket, message.node); break;
         case "answer": call.answer(message.sdp); break;
         case "slots": call.setSlots(message.slots); break;
         case "ended": finish(); break;

@@ -79,7 +79,10 @@
     };
     socket.onopen = () => { if (alertBox.textContent === config.strings.lostConnection) alertBox.textContent = ""; };
     const send = socket.send.bind(socket);
-    socket.send = (message) => send(JSON.stringify(message));
+    socket.send = (message) => {
+      if (socket.readyState === WebSocket.OPEN) send(JSON.stringify(message));
+      else alertBox.textContent = config.strings.lostConnection;
+    };
   }
   connect();
 
