@@ -3,10 +3,12 @@ socket and its calls are for that clinic's members only."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 import requests
 
-from tests.support.accounts import CLINICIAN, OTHER_CLINICIAN, SECOND_CLINICIAN
+from tests.support.accounts import CLINICIAN, OTHER_CLINICIAN, REMOVABLE, SECOND_CLINICIAN
 from tests.support.http import Socket, enter, signed_in
 from tests.support.stack import Stack
 
@@ -149,3 +151,41 @@ def test_every_page_carries_the_security_headers(stack: Stack) -> None:
         assert headers["X-Frame-Options"] == "DENY"
         assert headers["Referrer-Policy"] == "no-referrer"
         assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_socket_opened_from_another_site_is_refused(stack: Stack) -> None:
+    clinician = signed_in(stack, CLINICIAN.email, CLINICIAN.password)
+    for path in ("/clinics/demo/waiting-area/ws", "/c/demo/space/ws"):
+        socket = Socket(stack, path, clinician, origin="http://evil.example")
+        try:
+            assert socket.receive()["code"] == "forbidden"
+            assert socket.closed_by_server()
+        finally:
+            socket.close()
+    same_site = Socket(stack, "/clinics/demo/waiting-area/ws", clinician, origin=stack.url)
+    try:
+        assert same_site.receive()["type"] == "waiting-area"
+    finally:
+        same_site.close()
+
+
+def test_a_clinician_removed_from_the_clinic_cannot_act_on_an_open_socket(stack: Stack) -> None:
+    enter(stack, {**PATIENT, "last_name": "Protected"})
+    removable = signed_in(stack, REMOVABLE.email, REMOVABLE.password)
+    dashboard = Socket(stack, "/clinics/demo/waiting-area/ws", removable)
+    try:
+        cards = dashboard.receive_type("waiting-area")["spaces"]
+        space = next(c["id"] for c in cards if c["name"] == "Petro Protected")
+        database = sqlite3.connect(stack.database_url.removeprefix("sqlite:///"))
+        database.execute(
+            "delete from memberships where user_id = (select id from users where email = ?)",
+            (REMOVABLE.email,),
+        )
+        database.commit()
+        database.close()
+        dashboard.send({"type": "join", "space": space})
+        assert dashboard.receive_type("error")["code"] == "forbidden"
+        assert dashboard.closed_by_server()
+    finally:
+        dashboard.close()
+    assert _space_status(stack, "Protected") == "waiting"

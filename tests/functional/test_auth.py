@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
 import requests
 
-from tests.support.accounts import CLINICIAN, LOCKABLE, SECOND_CLINICIAN
+from tests.support.accounts import BURST, CLINICIAN, LOCKABLE, SECOND_CLINICIAN
 from tests.support.http import csrf_token, post_login, signed_in
 from tests.support.stack import Stack
 
@@ -75,3 +78,41 @@ def test_a_success_forgets_earlier_failures(stack: Stack) -> None:
     assert (
         post_login(stack, SECOND_CLINICIAN.email, SECOND_CLINICIAN.password)[1].status_code == 302
     )
+
+
+def test_a_burst_of_parallel_attempts_cannot_slip_past_the_limit(stack: Stack) -> None:
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(
+            pool.map(lambda _: post_login(stack, BURST.email, "wrong")[1].status_code, range(12))
+        )
+    assert statuses.count(400) == 5
+    assert statuses.count(429) == 7
+
+
+def _stays_here(stack: Stack, location: str) -> bool:
+    """A browser following `location` stays on this site."""
+    if location.startswith("//") or "\\" in location or "\t" in location:
+        return False
+    return urlsplit(location).netloc in ("", f"127.0.0.1:{stack.port}")
+
+
+ESCAPES = ("//evil.example/", "/%09/evil.example", "/%5Cevil.example", "https://evil.example")
+
+
+def test_redirects_after_sign_in_and_language_stay_on_this_site(stack: Stack) -> None:
+    for target in ESCAPES:
+        switch = requests.get(
+            f"{stack.url}/language/uk?next={target}", allow_redirects=False, timeout=10
+        )
+        assert switch.status_code == 302
+        assert _stays_here(stack, switch.headers["Location"]), switch.headers["Location"]
+        session = requests.Session()
+        token = csrf_token(session, f"{stack.url}/login")
+        response = session.post(
+            f"{stack.url}/login?next={target}",
+            data={"csrf_token": token, "email": CLINICIAN.email, "password": CLINICIAN.password},
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert response.status_code == 302
+        assert _stays_here(stack, response.headers["Location"]), response.headers["Location"]

@@ -96,6 +96,25 @@ def test_patient_and_clinician_hold_a_consultation(stack: Stack, browser: object
         assert int(node["frames_decoded"]) == 0
         assert int(node["frames_encoded"]) == 0
 
+        # The patient's page reloads mid-call (a dropped connection, a tap on refresh): it
+        # reconnects to the same call and both sides see each other again.
+        patient.reload()
+        expect(patient.get_by_role("status")).to_have_text("You are in a consultation.")
+        wait_for_video_playing(patient, "video[data-participant]")
+        frames = dashboard.evaluate(
+            "document.querySelector('video[data-participant]')"
+            ".getVideoPlaybackQuality().totalVideoFrames"
+        )
+        wait_for_video_playing(dashboard, "video[data-participant]")
+        assert (
+            dashboard.evaluate(
+                "document.querySelector('video[data-participant]')"
+                ".getVideoPlaybackQuality().totalVideoFrames"
+            )
+            > frames
+        )
+        assert wait_for_audio_packets(patient) > 0
+
         dashboard.get_by_role("button", name="End call").click()
 
         expect(patient.get_by_role("status")).to_have_text("Your consultation has ended")

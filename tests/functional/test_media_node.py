@@ -13,6 +13,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from shared import keys
+from shared.protocol import NodeLeave
 from tests.support.aio import run
 from tests.support.bots import Bot
 from tests.support.stack import Stack
@@ -153,5 +154,34 @@ def test_a_publisher_that_prefers_h264_is_answered_with_vp8(stack: Stack) -> Non
         finally:
             await safari.leave()
             await chrome.leave()
+
+    _run(stack, scenario)
+
+
+def test_a_stale_sockets_leave_does_not_close_the_newer_connection(stack: Stack) -> None:
+    """A participant reconnects from a new socket before the server notices the old one is
+    gone; when it does, its leave names the old connection and the node ignores it."""
+
+    async def scenario(client: aioredis.Redis, call: str) -> None:
+        watcher = Bot(client, NODE, call, "watcher", "Watcher")
+        first = Bot(client, NODE, call, "mover", "Mover")
+        try:
+            await watcher.join()
+            await first.join()
+            await _until(lambda: watcher.frames_from("mover") > 5)
+            await first.close()  # the old page vanished without a word
+            second = Bot(client, NODE, call, "mover", "Mover")
+            await second.join()
+            await _until(lambda: second.frames_from("watcher") > 5)
+            stale = NodeLeave(call=call, participant="mover", connection=first.connection)
+            await client.rpush(keys.media_node_inbox(NODE), stale.encode())
+            before = second.frames_from("watcher")
+            await asyncio.sleep(1.5)
+            assert second.frames_from("watcher") > before + 10
+            assert "mover" in watcher.slots.values()
+            await second.leave()
+            await _until(lambda: "mover" not in watcher.slots.values())
+        finally:
+            await watcher.leave()
 
     _run(stack, scenario)

@@ -19,6 +19,8 @@ class Account:
 CLINICIAN = Account("clinician@demo.example", "clinician-password-1", "Dr Olena Kovalenko")
 SECOND_CLINICIAN = Account("second@demo.example", "second-password-12", "Dr Taras Shevchuk")
 LOCKABLE = Account("lockable@demo.example", "lockable-password-1", "Dr Lockable")
+BURST = Account("burst@demo.example", "burst-password-12", "Dr Burst")
+REMOVABLE = Account("removable@demo.example", "removable-password", "Dr Removable")
 OTHER_CLINICIAN = Account("other@other.example", "other-password-123", "Dr Other Clinic")
 
 
@@ -32,6 +34,8 @@ def seed(database_url: str) -> None:
             (CLINICIAN, "demo"),
             (SECOND_CLINICIAN, "demo"),
             (LOCKABLE, "demo"),
+            (BURST, "demo"),
+            (REMOVABLE, "demo"),
             (OTHER_CLINICIAN, "other"),
         ):
             create_user(

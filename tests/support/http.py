@@ -74,9 +74,20 @@ def cookie_header(session: requests.Session) -> str:
 class Socket:
     """A WebSocket to the web server carrying a session's cookies."""
 
-    def __init__(self, stack: Stack, path: str, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        path: str,
+        session: requests.Session | None = None,
+        origin: str | None = None,
+    ) -> None:
         headers = {"Cookie": cookie_header(session)} if session is not None else {}
-        self.ws = connect(f"{stack.ws_url}{path}", additional_headers=headers, max_size=2**20)
+        self.ws = connect(
+            f"{stack.ws_url}{path}",
+            additional_headers=headers,
+            origin=origin,  # type: ignore[arg-type]
+            max_size=2**20,
+        )
 
     def send(self, message: dict[str, Any]) -> None:
         self.ws.send(json.dumps({"v": 1, **message}))
