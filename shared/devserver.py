@@ -115,7 +115,8 @@ def run_dev(port: int) -> int:
 
     redis = None
     if not env.get("REDIS_URL"):
-        redis = EmbeddedRedis(var / "redis").start()
+        # Nothing on disk: patient entry data must not outlive its consultation in a file.
+        redis = EmbeddedRedis(var / "redis", persist=False).start()
         env["REDIS_URL"] = redis.url
         _say(f"embedded Redis on {redis.url}")
     children: list[Child] = []
