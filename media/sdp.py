@@ -11,21 +11,28 @@ def spread_candidates(sdp: str) -> str:
     With BUNDLE a browser may list candidates only in the first m-section, while aiortc keeps
     only the last section's (aiortc issue #1437); every section then carries the same ones.
     """
-    lines = sdp.replace("\r\n", "\n").rstrip("\n").split("\n")
-    candidates = [line for line in lines if line.startswith(CANDIDATE)]
+    session, *media = _sections(sdp)
+    candidates = [line for section in media for line in section if line.startswith(CANDIDATE)]
     if not candidates:
         return sdp
+    return _join(
+        session,
+        [s if any(line.startswith(CANDIDATE) for line in s) else s + candidates for s in media],
+    )
+
+
+def _sections(sdp: str) -> list[list[str]]:
+    """The session part, then one list of lines per m-section."""
     sections: list[list[str]] = [[]]
-    for line in lines:
+    for line in sdp.replace("\r\n", "\n").rstrip("\n").split("\n"):
         if line.startswith("m="):
             sections.append([])
         sections[-1].append(line)
-    out = sections[0]
-    for section in sections[1:]:
-        if not any(line.startswith(CANDIDATE) for line in section):
-            section = section + candidates
-        out.extend(section)
-    return "\r\n".join(out) + "\r\n"
+    return sections
+
+
+def _join(session: list[str], media: list[list[str]]) -> str:
+    return "\r\n".join(session + [line for section in media for line in section]) + "\r\n"
 
 
 #: The one codec per kind every room uses: forwarding never converts, so all must agree.
@@ -42,16 +49,8 @@ def keep_room_codecs(sdp: str) -> str:
     aiortc answers with the first codec the browser lists, and Safari lists H.264 before VP8:
     without this, one participant would publish H.264 into slots that others decode as VP8.
     """
-    lines = sdp.replace("\r\n", "\n").rstrip("\n").split("\n")
-    sections: list[list[str]] = [[]]
-    for line in lines:
-        if line.startswith("m="):
-            sections.append([])
-        sections[-1].append(line)
-    out = sections[0]
-    for section in sections[1:]:
-        out.extend(_filter_section(section))
-    return "\r\n".join(out) + "\r\n"
+    session, *media = _sections(sdp)
+    return _join(session, [_filter_section(section) for section in media])
 
 
 def _filter_section(section: list[str]) -> list[str]:
