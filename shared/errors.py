@@ -27,12 +27,6 @@ class SpaceAlreadyClaimed(VidclinicError):
         self.by = by
 
 
-class NoMediaNode(VidclinicError):
-    """No live media node has capacity for another call."""
-
-    code = "no-media-node"
-
-
 class EntryRateLimited(VidclinicError):
     """Too many patient entries from one address; retry after `retry_after` seconds."""
 
@@ -59,4 +53,3 @@ class CloseReason(StrEnum):
     CLINICIAN_ENDED = "clinician-ended"
     PATIENT_LEFT = "patient-left"
     PATIENT_TIMED_OUT = "patient-timed-out"
-    EXPIRED = "expired"
