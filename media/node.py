@@ -49,6 +49,7 @@ class MediaNode:
         self.id = settings.media_node_id or f"{socket.gethostname()}-{secrets.token_hex(4)}"
         self.rooms: dict[str, Room] = {}
         self._room_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._queued: defaultdict[str, int] = defaultdict(int)
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = time.time()
 
@@ -124,17 +125,28 @@ class MediaNode:
             task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, command: NodeCommand) -> None:
+        """Run one command, in arrival order with the other commands of the same call."""
         call_id = command.call
-        async with self._room_locks[call_id]:
-            try:
-                if isinstance(command, NodeOffer):
-                    await self._join(command)
-                elif isinstance(command, NodeLeave):
-                    await self._leave(call_id, command.participant, command.connection)
-                elif isinstance(command, NodeCloseRoom):
-                    await self._close_room(call_id)
-            except Exception:
-                log.exception("command %s for call %s failed", command.type, call_id)
+        self._queued[call_id] += 1
+        try:
+            async with self._room_locks[call_id]:
+                try:
+                    if isinstance(command, NodeOffer):
+                        await self._join(command)
+                    elif isinstance(command, NodeLeave):
+                        await self._leave(call_id, command.participant, command.connection)
+                    elif isinstance(command, NodeCloseRoom):
+                        await self._close_room(call_id)
+                except Exception:
+                    log.exception("command %s for call %s failed", command.type, call_id)
+        finally:
+            self._queued[call_id] -= 1
+            if not self._queued[call_id]:
+                # Nobody waits on this call's lock: forget it, so a long-lived node does not
+                # keep a lock per call it ever hosted.
+                del self._queued[call_id]
+                if call_id not in self.rooms:
+                    self._room_locks.pop(call_id, None)
 
     async def _join(self, offer: NodeOffer) -> None:
         # An offer from someone already here (a reloaded page, a new socket) replaces their old

@@ -9,6 +9,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shared.blocking import off_the_loop
 from shared.errors import VidclinicError
 from shared.models import Clinic, Membership, Role, User
 
@@ -78,15 +79,19 @@ def create_user(
 def authenticate(session: Session, email: str, password: str) -> User | None:
     """The user with this email and password, or None; says nothing about which was wrong."""
     user = session.scalar(select(User).where(User.email == normalise_email(email)))
-    try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    if user is None:
+    matches = off_the_loop(_password_matches, user.password_hash if user else _DUMMY_HASH, password)
+    if user is None or not matches:
         return None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     return user
+
+
+def _password_matches(password_hash: str, password: str) -> bool:
+    try:
+        return bool(_hasher.verify(password_hash, password))
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def membership(session: Session, user_id: int, clinic_id: int) -> Membership | None:
