@@ -48,12 +48,12 @@ class ChannelHub:
             if self._reader is None:
                 self._reader = threading.Thread(target=self._read, name="channel-hub", daemon=True)
                 self._reader.start()
-            listeners = self._listeners.setdefault(channel, set())
-            listeners.add(listener)
             confirmed = self._confirmed.get(channel)
             if confirmed is None:
-                confirmed = self._confirmed[channel] = threading.Event()
-                self._pubsub.subscribe(channel)
+                confirmed = threading.Event()
+                self._pubsub.subscribe(channel)  # raises while Redis is away: nothing recorded
+                self._confirmed[channel] = confirmed
+            self._listeners.setdefault(channel, set()).add(listener)
         if not confirmed.wait(self._confirm_timeout):
             self.unsubscribe(channel, listener)
             raise SubscribeTimeout(f"no confirmation for {channel}")
