@@ -12,11 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 from playwright.sync_api import expect
 
 from shared.redis_server import free_port
 from tests.support.pages import new_context, wait_for_video_playing
+from tests.support.stack import Stack, wait_until
 
 VIDCLINIC = str(Path(sys.executable).parent / "vidclinic")
 
@@ -54,11 +56,13 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
-def _start_dev(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
+def _start_dev(
+    tmp_path: Path, port: int, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], list[str]]:
     process = subprocess.Popen(
         [VIDCLINIC, "dev", "--port", str(port)],
         cwd=tmp_path,
-        env=_clean_env(),
+        env={**_clean_env(), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -123,6 +127,30 @@ def test_dev_starts_from_nothing_and_holds_a_consultation_then_stops_cleanly(
     assert not [pid for pid in children if _alive(pid)]
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/c/demo", timeout=2)
+
+
+def test_dev_uses_the_redis_and_database_it_is_given(tmp_path: Path, stack: Stack) -> None:
+    """With REDIS_URL and DATABASE_URL set, no embedded Redis starts and nothing goes to ./var's
+    database; the processes register and serve from the given ones."""
+    redis_url = stack.redis_server.url.rsplit("/", 1)[0] + "/5"
+    database = tmp_path / "given.sqlite3"
+    env = {"REDIS_URL": redis_url, "DATABASE_URL": f"sqlite:///{database}"}
+    port = free_port()
+    process, lines = _start_dev(tmp_path, port, env)
+    children = _children(process.pid)
+    try:
+        assert "embedded Redis" not in "".join(lines)
+        assert database.exists() and not (tmp_path / "var" / "vidclinic.sqlite3").exists()
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        # The dev media node registers there.
+        wait_until(lambda: client.zrange("vc:media:nodes", 0, -1), 30, "media node in REDIS_URL")
+        assert requests.get(f"http://127.0.0.1:{port}/c/demo", timeout=10).status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(60)
+    assert process.returncode == 0
+    assert not [pid for pid in children if _alive(pid)]
+    client.flushdb()
 
 
 def test_dev_stops_everything_when_a_child_dies(tmp_path: Path) -> None:
