@@ -24,6 +24,7 @@ from media.room import Room
 from media.tap import check_internals
 from shared import keys
 from shared.config import Settings
+from shared.errors import RoomFull
 from shared.protocol import (
     Answer,
     Error,
@@ -149,10 +150,18 @@ class MediaNode:
                     self._room_locks.pop(call_id, None)
 
     async def _join(self, offer: NodeOffer) -> None:
+        channel = keys.participant_signal(offer.call, offer.participant)
+        if offer.call in self.rooms:
+            try:
+                self.rooms[offer.call].check_room_for(offer.participant)
+            except RoomFull as full:
+                await self.redis.publish(
+                    channel, Error(code=full.code, message="room full").encode()
+                )
+                return
         # An offer from someone already here (a reloaded page, a new socket) replaces their old
         # connection, whichever socket made it.
         replaced = await self._leave(offer.call, offer.participant, None, announce=False)
-        channel = keys.participant_signal(offer.call, offer.participant)
         try:
             participant, answer = await Participant.connect(
                 offer.participant,

@@ -5,8 +5,13 @@ from __future__ import annotations
 import logging
 
 from media.participant import Participant
+from shared.errors import RoomFull
+from shared.protocol import SLOT_COUNT
 
 log = logging.getLogger(__name__)
+
+#: Everyone receives everyone else in a slot of their own: five slots, six people.
+CAPACITY = SLOT_COUNT + 1
 
 
 class Room:
@@ -16,8 +21,14 @@ class Room:
         self.call_id = call_id
         self.participants: dict[str, Participant] = {}
 
+    def check_room_for(self, participant_id: str) -> None:
+        """Raise RoomFull unless `participant_id` is here already or a place is free."""
+        if participant_id not in self.participants and len(self.participants) >= CAPACITY:
+            raise RoomFull(capacity=CAPACITY)
+
     def add(self, newcomer: Participant) -> None:
-        """Link the newcomer with everyone already here, both ways."""
+        """Link the newcomer with everyone already here, both ways; raises RoomFull."""
+        self.check_room_for(newcomer.id)
         for other in self.participants.values():
             _link(subscriber=other, publisher=newcomer)
             _link(subscriber=newcomer, publisher=other)

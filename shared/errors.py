@@ -27,6 +27,16 @@ class SpaceAlreadyClaimed(VidclinicError):
         self.by = by
 
 
+class RoomFull(VidclinicError):
+    """The call already holds `capacity` participants."""
+
+    code = "room-full"
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity)
+        self.capacity = capacity
+
+
 class EntryRateLimited(VidclinicError):
     """Too many patient entries from one address; retry after `retry_after` seconds."""
 
