@@ -24,6 +24,10 @@ def waiting_area(clinic_id: int) -> str:
     return f"{PREFIX}:clinic:{clinic_id}:waiting-area"
 
 
+#: Pattern matching every clinic's waiting area (for housekeeping's SCAN).
+WAITING_AREAS = f"{PREFIX}:clinic:*:waiting-area"
+
+
 def clinic_events(clinic_id: int) -> str:
     """Channel: waiting-area changes (arrived, updated, left) for every dashboard of the clinic."""
     return f"{PREFIX}:clinic:{clinic_id}:events"

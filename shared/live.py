@@ -363,8 +363,8 @@ class LiveState:
 
     def waiting_area_clinics(self) -> list[int]:
         """Ids of clinics that have a waiting area in Redis right now."""
-        pattern = keys.waiting_area(0).replace(":0:", ":*:")
-        return sorted(int(k.split(":")[2]) for k in self.redis.scan_iter(match=pattern, count=500))
+        found = self.redis.scan_iter(match=keys.WAITING_AREAS, count=500)
+        return sorted(int(k.split(":")[2]) for k in found)
 
     # --- calls and media nodes -------------------------------------------------------------
 
