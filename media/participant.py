@@ -17,7 +17,7 @@ from aiortc import (
 )
 
 from media.forwarder import Publication, SlotTrack
-from media.sdp import keep_room_codecs, spread_candidates
+from media.sdp import keep_room_codecs, media_ssrcs, spread_candidates
 from media.tap import redirect_keyframe_requests, tap_receiver
 from shared.protocol import SLOT_COUNT
 
@@ -84,8 +84,11 @@ class Participant:
             transceivers = pc.getTransceivers()
             if [t.kind for t in transceivers] != EXPECTED_KINDS:
                 raise BadOffer("offer must hold audio, video, then five audio/video slot pairs")
-            participant._publish(transceivers[0])
-            participant._publish(transceivers[1])
+            ssrcs = media_ssrcs(pc.remoteDescription.sdp)
+            if ssrcs[1] is None:
+                raise BadOffer("the offer's video must announce its SSRC")
+            participant._publish(transceivers[0], ssrcs[0])
+            participant._publish(transceivers[1], ssrcs[1])
             for index in range(SLOT_COUNT):
                 audio, video = transceivers[2 + 2 * index], transceivers[3 + 2 * index]
                 participant.slots.append(participant._slot(index, audio, video))
@@ -101,10 +104,10 @@ class Participant:
 
         return participant, pc.localDescription.sdp
 
-    def _publish(self, transceiver: RTCRtpTransceiver) -> None:
+    def _publish(self, transceiver: RTCRtpTransceiver, media_ssrc: int | None) -> None:
         receiver = transceiver.receiver
         transceiver.direction = "recvonly"
-        publication = Publication(transceiver.kind, lambda: _send_pli(receiver))
+        publication = Publication(transceiver.kind, lambda: _send_pli(receiver, media_ssrc))
         tap_receiver(receiver, publication.on_frame)
         self.publications[transceiver.kind] = publication
 
@@ -137,12 +140,16 @@ def _request_keyframe(track: SlotTrack) -> None:
         track.source.request_keyframe()
 
 
-def _send_pli(receiver: RTCRtpReceiver) -> bool:
-    """Send a PLI for the video SSRC this receiver hears; False before any packet arrived."""
-    sources = receiver.getSynchronizationSources()
-    if not sources:
+def _send_pli(receiver: RTCRtpReceiver, media_ssrc: int | None) -> bool:
+    """Send a PLI for the publisher's media SSRC; False while nothing can be sent.
+
+    The SSRC comes from the offer, never from the packets heard: a browser probes bandwidth with
+    RTX padding on its retransmission SSRC before sending media, and a PLI addressed there is
+    ignored, leaving subscribers waiting for the next natural keyframe.
+    """
+    if media_ssrc is None or receiver.transport.state != "connected":
         return False
-    task = asyncio.ensure_future(receiver._send_rtcp_pli(sources[0].source))
+    task = asyncio.ensure_future(receiver._send_rtcp_pli(media_ssrc))
     _pending.add(task)
     task.add_done_callback(_pending.discard)
     return True

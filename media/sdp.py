@@ -21,6 +21,23 @@ def spread_candidates(sdp: str) -> str:
     )
 
 
+def media_ssrcs(sdp: str) -> list[int | None]:
+    """The SSRC each m-section announces for its media (not its retransmissions), in order.
+
+    `a=ssrc-group:FID <media> <rtx>` names the media SSRC first (RFC 4588); without a group the
+    section's first `a=ssrc` is the media SSRC. None for a section that announces no SSRC.
+    """
+    found: list[int | None] = []
+    for section in _sections(sdp)[1:]:
+        group = next((line for line in section if line.startswith("a=ssrc-group:FID ")), None)
+        first = next((line for line in section if line.startswith("a=ssrc:")), None)
+        chosen = (
+            group.split(" ")[1] if group else first[len("a=ssrc:") :].split(" ")[0] if first else ""
+        )
+        found.append(int(chosen) if chosen.isdigit() else None)
+    return found
+
+
 def _sections(sdp: str) -> list[list[str]]:
     """The session part, then one list of lines per m-section."""
     sections: list[list[str]] = [[]]

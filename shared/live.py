@@ -22,7 +22,7 @@ from shared.errors import (
     SpaceNotFound,
     TooManyFailedSignIns,
 )
-from shared.protocol import CallStarted, Ended, Message, SpaceChanged, SpaceLeft
+from shared.protocol import CallStarted, Ended, MediaReady, Message, SpaceChanged, SpaceLeft
 
 WAITING = "waiting"
 IN_CALL = "in-call"
@@ -388,6 +388,14 @@ class LiveState:
             keys=[keys.call(call_id), keys.MEDIA_NODES], args=[keys.media_node("")]
         )
         return result[1] if result[0] == "ok" else None
+
+    def place_call(self, call_id: str) -> str | None:
+        """Allocate the call a media node and tell its participants to connect; None if no node
+        has room (the caller retries)."""
+        node_id = self.allocate_node(call_id)
+        if node_id is not None:
+            self.publish(keys.call_events(call_id), MediaReady(call=call_id, node=node_id))
+        return node_id
 
     def live_node(self, node_id: str) -> bool:
         return bool(node_id) and bool(self.redis.exists(keys.media_node(node_id)))

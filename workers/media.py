@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from shared import keys
-from shared.protocol import Error, MediaReady
+from shared.protocol import Error
 from workers.app import ALLOCATE_MEDIA_NODE, VidclinicTask
 
 #: Attempts, one a second, to find a node with capacity before the call is told there is none.
@@ -14,11 +14,15 @@ ALLOCATION_ATTEMPTS = 20
 
 @shared_task(name=ALLOCATE_MEDIA_NODE, bind=True, max_retries=ALLOCATION_ATTEMPTS)
 def allocate_media_node(task: VidclinicTask, call_id: str) -> str | None:
-    """Give a call the least-loaded live node and tell its participants; safe to run twice."""
+    """Give a call the least-loaded live node and tell its participants; safe to run twice.
+
+    The web process places a call itself when a node has room; this task is the retry path
+    for when none has, one attempt a second.
+    """
     live = task.services.live
     if live.get_call(call_id) is None:
         return None
-    node_id = live.allocate_node(call_id)
+    node_id = live.place_call(call_id)
     if node_id is None:
         if task.request.retries < ALLOCATION_ATTEMPTS:
             raise task.retry(countdown=1)
@@ -27,5 +31,4 @@ def allocate_media_node(task: VidclinicTask, call_id: str) -> str | None:
             Error(code="no-media-node", message="no media node has capacity"),
         )
         return None
-    live.publish(keys.call_events(call_id), MediaReady(call=call_id, node=node_id))
     return node_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from tests.support.stack import Stack
 
@@ -60,6 +60,30 @@ def wait_for_video_playing(page: Page, selector: str, timeout: float = 20.0) -> 
             return last
         time.sleep(0.2)
     raise AssertionError(f"{selector} is not playing: {last}")
+
+
+CALL_TIMELINE = "() => window.vidclinicCall ? window.vidclinicCall.timeline : {}"
+
+
+def click_timed(page: Page, button: Locator) -> float:
+    """Click `button` from inside the page; returns the page's wall clock (ms) at the click."""
+    handle = button.element_handle()
+    clicked: float = page.evaluate("(b) => { const t = Date.now(); b.click(); return t; }", handle)
+    return clicked
+
+
+def call_step(page: Page, step: str, timeout: float = 20.0) -> dict[str, float]:
+    """Wait until the call page has recorded `step` in its timeline; returns the timeline.
+
+    Steps and times (wall-clock ms) are those of `window.vidclinicCall.timeline` in call.js.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        timeline: dict[str, float] = page.evaluate(CALL_TIMELINE)
+        if step in timeline:
+            return timeline
+        time.sleep(0.05)
+    raise AssertionError(f"no {step} on {page.url}: {page.evaluate(CALL_TIMELINE)}")
 
 
 def wait_for_audio_packets(page: Page, timeout: float = 20.0) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from media.sdp import UnsupportedCodecs, keep_room_codecs, spread_candidates
+from media.sdp import UnsupportedCodecs, keep_room_codecs, media_ssrcs, spread_candidates
 
 OFFER = (
     "\r\n".join(
@@ -73,3 +73,15 @@ def test_an_offer_without_vp8_is_refused() -> None:
     h264_only = SAFARI_LIKE.replace("VP8", "H265")
     with pytest.raises(UnsupportedCodecs, match="no VP8"):
         keep_room_codecs(h264_only)
+
+
+def test_the_media_ssrc_is_the_first_of_its_fid_group_whatever_the_line_order() -> None:
+    offer = (
+        "v=0\r\n"
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ssrc:11 cname:x\r\n"
+        "m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n"
+        "a=ssrc:3008053381 cname:x\r\na=ssrc:255193853 cname:x\r\n"
+        "a=ssrc-group:FID 255193853 3008053381\r\n"
+        "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n"
+    )
+    assert media_ssrcs(offer) == [11, 255193853, None]

@@ -73,7 +73,10 @@ def waiting_area_socket(ws: object, slug: str) -> None:
             except (SpaceNotFound, SpaceAlreadyClaimed) as refused:
                 session.error(refused.code, message_for(refused))
                 continue
-            services.celery.send_task(ALLOCATE_MEDIA_NODE, args=[space.call_id])
+            # Placing the call here saves the task queue's round trip on every join; a worker
+            # keeps trying only when no node has room right now.
+            if live.place_call(space.call_id) is None:
+                services.celery.send_task(ALLOCATE_MEDIA_NODE, args=[space.call_id])
             url = url_for("call.call_page", slug=slug, call_id=space.call_id)
             session.send(Joined(call=space.call_id, url=url))
     except ConnectionClosed:

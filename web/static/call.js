@@ -79,69 +79,122 @@ const VC = (() => {
     try { transceiver.setCodecPreferences(vp8); } catch (e) { /* the node strips the rest */ }
   }
 
-  function waitForGathering(pc, timeoutMs) {
-    if (pc.iceGatheringState === "complete") return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => { pc.removeEventListener("icegatheringstatechange", check); resolve(); };
-      const check = () => { if (pc.iceGatheringState === "complete") done(); };
-      pc.addEventListener("icegatheringstatechange", check);
-      setTimeout(done, timeoutMs);
-    });
+  /* Calls `onFrame` once, when the element presents its first video frame. */
+  function onFirstFrame(videoEl, onFrame) {
+    if (videoEl.requestVideoFrameCallback) {
+      videoEl.requestVideoFrameCallback(() => onFrame());
+    } else {
+      videoEl.addEventListener("resize", () => onFrame(), { once: true });
+    }
   }
 
   class Call {
-    constructor(config, localStream, stage) {
+    constructor(config, stage) {
       this.config = config;
-      this.local = localStream;
+      // One stream for the whole page: the camera and microphone join it when the browser
+      // grants them, which may be after the call has started.
+      this.local = new MediaStream();
       this.remotes = stage.querySelector("[data-remotes]");
       this.pc = null;
+      this.next = null;
+      this.senders = {};
       this.slots = [];
       this.offered = null;
       this.onSoundBlocked = () => {};
+      this.muted = false;
+      this.cameraOff = false;
+      // When each step of the call's start happened (Date.now()): for diagnostics and the
+      // call-start benchmark. Only the first occurrence of a step is kept.
+      this.timeline = {};
+    }
+
+    mark(step) {
+      if (!(step in this.timeline)) this.timeline[step] = Date.now();
+    }
+
+    /* The camera and microphone are ready: send them on the current connection at once. */
+    useLocalMedia(stream) {
+      stream.getTracks().forEach((track) => {
+        this.local.addTrack(track);
+        [this.senders, this.next && this.next.senders].forEach((senders) => {
+          const sender = senders && senders[track.kind];
+          if (sender) sender.replaceTrack(track).catch(() => {});
+        });
+      });
+      this.applyToggles();
+      this.mark("local-media");
+    }
+
+    /* A peer connection with every transceiver and its offer, made ahead of need: Chromium
+       spends about 100 ms on a page's first connection, which would otherwise delay the start.
+       Nothing is gathered or sent until the offer is used. */
+    prepare() {
+      if (this.next) return this.next;
+      const pc = new RTCPeerConnection({ iceServers: this.config.iceServers, bundlePolicy: "max-bundle" });
+      const [audio] = this.local.getAudioTracks();
+      const [video] = this.local.getVideoTracks();
+      const streams = [this.local];
+      const senders = {
+        audio: pc.addTransceiver(audio || "audio", { direction: "sendonly", streams }).sender,
+      };
+      const own = pc.addTransceiver(video || "video", { direction: "sendonly", streams });
+      preferVp8(own);
+      senders.video = own.sender;
+      const slots = [];
+      for (let i = 0; i < SLOT_COUNT; i += 1) {
+        const a = pc.addTransceiver("audio", { direction: "recvonly" });
+        const v = pc.addTransceiver("video", { direction: "recvonly" });
+        preferVp8(v);
+        slots.push({ stream: new MediaStream([a.receiver.track, v.receiver.track]), participant: null, figure: null });
+      }
+      const offer = pc.createOffer();
+      offer.catch(() => {}); // a failure surfaces when the offer is used
+      this.next = { pc, senders, slots, offer };
+      return this.next;
     }
 
     /* Offer (again) unless already offered through this socket connection to this node: after
        a dropped socket the node has let go of the old peer connection, and a call moved to
-       another node needs a new one. */
+       another node needs a new one.
+
+       The offer goes out at once. It carries no candidates: the browser's connectivity checks
+       reach the node's candidates from the answer, and the node learns the browser's address
+       from them, so nothing waits for ICE gathering. Nor does it wait for the camera: tracks
+       that arrive later replace the empty ones without renegotiation. */
     async start(socket, node) {
       const key = `${socket.generation}/${node}`;
       if (this.offered === key) return;
       this.offered = key;
       this.close();
-      const pc = new RTCPeerConnection({ iceServers: this.config.iceServers, bundlePolicy: "max-bundle" });
+      const { pc, senders, slots, offer } = this.prepare();
+      this.next = null;
       this.pc = pc;
-      const [audio] = this.local.getAudioTracks();
-      const [video] = this.local.getVideoTracks();
-      pc.addTransceiver(audio || "audio", { direction: "sendonly", streams: [this.local] });
-      const own = pc.addTransceiver(video || "video", { direction: "sendonly", streams: [this.local] });
-      preferVp8(own);
-      this.videoSender = own.sender;
-      this.slots = [];
-      for (let i = 0; i < SLOT_COUNT; i += 1) {
-        const a = pc.addTransceiver("audio", { direction: "recvonly" });
-        const v = pc.addTransceiver("video", { direction: "recvonly" });
-        preferVp8(v);
-        this.slots.push({ stream: new MediaStream([a.receiver.track, v.receiver.track]), participant: null, figure: null });
-      }
-      // A connection that fails (network change, node restart) is offered again.
+      this.senders = senders;
+      this.slots = slots;
       pc.addEventListener("connectionstatechange", () => {
-        if (pc === this.pc && pc.connectionState === "failed") {
+        if (pc !== this.pc) return;
+        if (pc.connectionState === "connected") this.mark("connected");
+        // A connection that fails (network change, node restart) is offered again.
+        if (pc.connectionState === "failed") {
           this.offered = null;
           setTimeout(() => { if (pc === this.pc) this.start(socket, node); }, 1000);
         }
       });
-      await pc.setLocalDescription(await pc.createOffer());
-      await waitForGathering(pc, 3000);
+      await pc.setLocalDescription(await offer);
+      if (pc !== this.pc) return;
       socket.send({ type: "offer", sdp: pc.localDescription.sdp });
+      this.mark("offer-sent");
     }
 
     async answer(sdp) {
       if (!this.pc) return;
+      this.mark("answer");
       await this.pc.setRemoteDescription({ type: "answer", sdp });
-      const params = this.videoSender.getParameters();
+      const sender = this.senders.video;
+      const params = sender.getParameters();
       if (!params.encodings || !params.encodings.length) params.encodings = [{}];
       params.encodings[0].maxBitrate = MAX_VIDEO_BITRATE;
-      try { await this.videoSender.setParameters(params); } catch (e) { /* keep the default */ }
+      try { await sender.setParameters(params); } catch (e) { /* keep the default */ }
     }
 
     /* Show each remote participant in the slot the node assigned; empty slots disappear. */
@@ -163,6 +216,7 @@ const VC = (() => {
           videoEl.dataset.participant = next.participant;
           videoEl.setAttribute("aria-label", next.name);
           videoEl.srcObject = slot.stream;
+          onFirstFrame(videoEl, () => this.mark("first-frame"));
           const caption = document.createElement("figcaption");
           caption.textContent = next.name;
           figure.append(videoEl, caption);
@@ -179,43 +233,42 @@ const VC = (() => {
       });
     }
 
-    setMuted(muted) { this.local.getAudioTracks().forEach((t) => { t.enabled = !muted; }); }
-    setCameraOff(off) { this.local.getVideoTracks().forEach((t) => { t.enabled = !off; }); }
+    setMuted(muted) { this.muted = muted; this.applyToggles(); }
+    setCameraOff(off) { this.cameraOff = off; this.applyToggles(); }
+
+    applyToggles() {
+      this.local.getAudioTracks().forEach((t) => { t.enabled = !this.muted; });
+      this.local.getVideoTracks().forEach((t) => { t.enabled = !this.cameraOff; });
+    }
 
     close() {
       if (this.pc) { this.pc.close(); this.pc = null; }
+      this.senders = {};
       this.slots.forEach((slot) => { if (slot.figure) slot.figure.remove(); });
       this.slots = [];
     }
 
     stop() {
       this.close();
+      if (this.next) { this.next.pc.close(); this.next = null; }
       this.local.getTracks().forEach((t) => t.stop());
     }
   }
 
   /* Run a call page: the patient's space or the clinician's call. The page's config names its
      hang-up button ("leave" or "end-call") and what it says when the consultation is over. */
-  async function runCallPage() {
+  function runCallPage() {
     const config = readConfig("call-config");
     const strings = config.strings;
     const status = document.querySelector("[data-status]");
     const hangup = document.querySelector(`[data-action='${config.hangup}']`);
-    let socket = null;
-    let hangingUp = false;
     let finished = false;
-    // Listen before the camera is ready: hanging up must never wait on a device prompt.
-    hangup.addEventListener("click", () => {
-      hangup.disabled = true;
-      hangingUp = true;
-      if (socket) socket.send({ type: config.hangup });
-    });
 
     const stage = document.querySelector(".stage");
-    const local = await localMedia(() => { status.textContent = strings.noDevices; });
-    stage.querySelector("video[data-self]").srcObject = local;
-    const call = new Call(config, local, stage);
+    const call = new Call(config, stage);
     window.vidclinicCall = call; // a handle for diagnostics and the browser tests
+    call.mark("page");
+    call.prepare();
     const soundButton = document.querySelector("[data-action='sound']");
     call.onSoundBlocked = () => { soundButton.hidden = false; };
     soundButton.addEventListener("click", () => {
@@ -230,6 +283,12 @@ const VC = (() => {
         if (button.dataset.action === "camera") call.setCameraOff(pressed);
       });
     });
+    // The camera starts while the socket connects and the call is set up, not before.
+    localMedia(() => { status.textContent = strings.noDevices; }).then((stream) => {
+      if (finished) { stream.getTracks().forEach((t) => t.stop()); return; }
+      stage.querySelector("video[data-self]").srcObject = stream;
+      call.useLocalMedia(stream);
+    });
 
     function finish() {
       finished = true;
@@ -240,11 +299,15 @@ const VC = (() => {
       document.querySelectorAll("[data-after-call]").forEach((el) => { el.hidden = false; });
     }
 
-    socket = openSocket(config.socket, (message) => {
+    const socket = openSocket(config.socket, (message) => {
       if (finished) return;
       switch (message.type) {
-        case "call-started": status.textContent = strings.inCall; break;
-        case "media-ready": status.textContent = strings.inCall; call.start(socket, message.node); break;
+        case "call-started": call.mark("call-started"); status.textContent = strings.inCall; break;
+        case "media-ready":
+          call.mark("media-ready");
+          status.textContent = strings.inCall;
+          call.start(socket, message.node);
+          break;
         case "answer": call.answer(message.sdp); break;
         case "slots": call.setSlots(message.slots); break;
         case "ended": finish(); break;
@@ -255,9 +318,14 @@ const VC = (() => {
         default: break;
       }
     }, (state) => {
+      if (state === "open") call.mark("socket-open");
       if (state === "lost" && !finished) status.textContent = strings.lostConnection;
     });
-    if (hangingUp) socket.send({ type: config.hangup });
+    // Nothing above waits on the camera: hanging up never waits on a device prompt.
+    hangup.addEventListener("click", () => {
+      hangup.disabled = true;
+      socket.send({ type: config.hangup });
+    });
   }
 
   return { runCallPage };
