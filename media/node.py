@@ -12,15 +12,20 @@ import logging
 import secrets
 import signal
 import socket
+import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
+import redis
 import redis.asyncio as aioredis
 
 from media import instrumentation
 from media.ice import use_host_addresses
-from media.participant import BadOffer, Participant
+from media.limits import OfferBudgets
+from media.participant import Participant
 from media.room import Room
+from media.sdp import BadOffer, denied_networks
 from media.tap import check_internals
 from shared import keys
 from shared.config import Settings
@@ -40,90 +45,160 @@ log = logging.getLogger(__name__)
 
 NodeCommand = NodeOffer | NodeLeave | NodeCloseRoom
 
+#: Commands the node works on at once; the rest wait in its inbox (which the web bounds).
+MAX_CONCURRENT_COMMANDS = 16
+#: Seconds a participant has to connect (ICE and DTLS) after the answer before it is dropped.
+CONNECT_TIMEOUT = 30.0
+#: Seconds the event loop may go without a tick before the node stops renewing its
+#: registration: a node held up briefly keeps its calls; a wedged one gets no new ones.
+MAX_LOOP_STALL = 20.0
+#: Seconds between the loop's ticks (its liveness, and the figures the heartbeat reports).
+TICK = 0.5
+
+
+class Registration(threading.Thread):
+    """Keeps the node's registry entry alive from a thread of its own.
+
+    On the event loop, the heartbeat stopped whenever the loop was held up: a single expensive
+    offer once cost the node its registration, beat deleted its inbox, and a bystander call's
+    re-offer was never answered. This thread renews the entry on time whatever the loop does,
+    as long as the loop still ticks now and then (MAX_LOOP_STALL).
+    """
+
+    def __init__(self, node: MediaNode, client: redis.Redis) -> None:
+        super().__init__(name="media-registration", daemon=True)
+        self._node = node
+        self._client = client
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.wait(self._node.settings.media_heartbeat):
+            if time.monotonic() - self._node.ticked_at > MAX_LOOP_STALL:
+                log.error("event loop stalled: registration not renewed")
+                continue
+            try:
+                self.beat()
+            except redis.RedisError as exc:
+                # Redis restarting: keep hosting calls, register again when it is back.
+                log.warning("heartbeat failed: %s", exc)
+
+    def beat(self) -> None:
+        node = self._node
+        ttl = node.settings.media_heartbeat * keys.NODE_TTL_HEARTBEATS
+        fields: dict[str, str | int | float] = {
+            "id": node.id,
+            "address": ",".join(node.settings.media_addresses) or socket.gethostname(),
+            "capacity": node.settings.media_capacity,
+            "started_at": node.started_at,
+            "heartbeat_at": time.time(),
+            **node.status,
+        }
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.media_node(node.id), mapping=fields)
+            pipe.expire(keys.media_node(node.id), ttl)
+            pipe.zadd(keys.MEDIA_NODES, {node.id: int(fields["load"])})
+            pipe.expire(keys.MEDIA_NODES, keys.CALL_TTL)
+            pipe.execute()
+
+    def leave(self) -> None:
+        """Stop renewing and take the node out of the registry."""
+        self._stopping.set()
+        self.join(timeout=5)
+        with contextlib.suppress(redis.RedisError):
+            self._client.delete(keys.media_node(self._node.id))
+            self._client.zrem(keys.MEDIA_NODES, self._node.id)
+
 
 class MediaNode:
     """Hosts calls; one node process uses about one core, so run one per core."""
 
-    def __init__(self, settings: Settings, redis: aioredis.Redis) -> None:
+    def __init__(self, settings: Settings, redis_client: aioredis.Redis) -> None:
         self.settings = settings
-        self.redis = redis
+        self.redis = redis_client
         self.id = settings.media_node_id or f"{socket.gethostname()}-{secrets.token_hex(4)}"
         self.rooms: dict[str, Room] = {}
+        self.started_at = time.time()
+        #: When the event loop last ran its tick (monotonic), read by the registration thread.
+        self.ticked_at = time.monotonic()
+        #: The figures the registration reports; replaced whole on every tick (thread-safe).
+        self.status: dict[str, int] = self._status()
+        self._denied = denied_networks(settings.media_denied_candidates)
+        self._budgets = OfferBudgets()
         self._room_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._queued: defaultdict[str, int] = defaultdict(int)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._started = time.time()
+        self._capacity = asyncio.Semaphore(MAX_CONCURRENT_COMMANDS)
 
     @property
     def load(self) -> int:
         return sum(len(room.participants) for room in self.rooms.values())
+
+    def _status(self) -> dict[str, int]:
+        return {"load": self.load, "rooms": len(self.rooms), **instrumentation.USAGE.as_fields()}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then close every room and leave the registry."""
         check_internals()
         instrumentation.install()
         use_host_addresses(self.settings.media_addresses)
-        await self._heartbeat()
+        client = redis.Redis.from_url(self.settings.redis_url, decode_responses=True)
+        registration = Registration(self, client)
+        registration.beat()
+        registration.start()
         log.info("media node %s registered (capacity %d)", self.id, self.settings.media_capacity)
-        heartbeat = asyncio.create_task(self._heartbeat_forever(stop))
+        ticking = asyncio.create_task(self._tick_forever(stop))
         try:
             await self._serve_inbox(stop)
         finally:
-            heartbeat.cancel()
+            ticking.cancel()
             for call_id in list(self.rooms):
                 await self._close_room(call_id)
-            await self.redis.delete(keys.media_node(self.id))
-            await self.redis.zrem(keys.MEDIA_NODES, self.id)
+            registration.leave()
+            client.close()
             log.info("media node %s stopped", self.id)
 
-    async def _heartbeat(self) -> None:
-        ttl = self.settings.media_heartbeat * keys.NODE_TTL_HEARTBEATS
-        fields: dict[str, str | int | float] = {
-            "id": self.id,
-            "address": ",".join(self.settings.media_addresses) or socket.gethostname(),
-            "capacity": self.settings.media_capacity,
-            "load": self.load,
-            "rooms": len(self.rooms),
-            "started_at": self._started,
-            **instrumentation.USAGE.as_fields(),
-        }
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.media_node(self.id), mapping=fields)
-            pipe.expire(keys.media_node(self.id), ttl)
-            pipe.zadd(keys.MEDIA_NODES, {self.id: self.load})
-            pipe.expire(keys.MEDIA_NODES, keys.CALL_TTL)
-            await pipe.execute()
-
-    async def _heartbeat_forever(self, stop: asyncio.Event) -> None:
+    async def _tick_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.media_heartbeat)
-            try:
-                await self._heartbeat()
-            except aioredis.RedisError as exc:
-                # Redis restarting: keep hosting calls, register again when it is back.
-                log.warning("heartbeat failed: %s", exc)
+            self.ticked_at = time.monotonic()
+            self.status = self._status()
+            self._budgets.forget_idle()
+            await asyncio.sleep(TICK)
 
     async def _serve_inbox(self, stop: asyncio.Event) -> None:
         inbox = keys.media_node_inbox(self.id)
         while not stop.is_set():
+            # At most MAX_CONCURRENT_COMMANDS at once: the rest wait in Redis, not in memory.
+            await self._capacity.acquire()
             try:
                 item = await self.redis.blpop([inbox], timeout=1)
             except aioredis.RedisError as exc:
+                self._capacity.release()
                 log.warning("inbox read failed: %s", exc)
                 await asyncio.sleep(1)
                 continue
-            if item is None:
+            command = self._command(item[1]) if item is not None else None
+            if command is None:
+                self._capacity.release()
                 continue
-            try:
-                command = decode(item[1], NodeOffer, NodeLeave, NodeCloseRoom)
-            except ProtocolError as exc:
-                log.warning("dropped a malformed command: %s", exc)
-                continue
-            assert isinstance(command, NodeOffer | NodeLeave | NodeCloseRoom)
-            task = asyncio.create_task(self._handle(command))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(command)
+
+    @staticmethod
+    def _command(raw: str) -> NodeCommand | None:
+        try:
+            command = decode(raw, NodeOffer, NodeLeave, NodeCloseRoom)
+        except ProtocolError as exc:
+            log.warning("dropped a malformed command: %s", exc)
+            return None
+        assert isinstance(command, NodeOffer | NodeLeave | NodeCloseRoom)
+        return command
+
+    def _spawn(self, command: NodeCommand, *, counted: bool = True) -> None:
+        """Run a command in a task of its own; `counted` ones hold a place of the capacity."""
+        task = asyncio.create_task(self._handle(command))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if counted:
+            task.add_done_callback(lambda _t: self._capacity.release())
 
     async def _handle(self, command: NodeCommand) -> None:
         """Run one command, in arrival order with the other commands of the same call."""
@@ -151,13 +226,16 @@ class MediaNode:
 
     async def _join(self, offer: NodeOffer) -> None:
         channel = keys.participant_signal(offer.call, offer.participant)
+        if not self._budgets.spend(offer.call, offer.participant):
+            # Each offer costs the node a peer connection: one participant sending them in a
+            # loop must not take the CPU other calls need.
+            await self._refuse(channel, "rate-limited", "too many offers; wait a moment")
+            return
         if offer.call in self.rooms:
             try:
                 self.rooms[offer.call].check_room_for(offer.participant)
             except RoomFull as full:
-                await self.redis.publish(
-                    channel, Error(code=full.code, message="room full").encode()
-                )
+                await self._refuse(channel, full.code, "room full")
                 return
         # An offer from someone already here (a reloaded page, a new socket) replaces their old
         # connection, whichever socket made it.
@@ -169,9 +247,11 @@ class MediaNode:
                 offer.sdp,
                 offer.connection,
                 self._on_gone(offer.call),
+                self._denied,
             )
-        except (BadOffer, ValueError) as exc:
-            await self.redis.publish(channel, Error(code="bad-offer", message=str(exc)).encode())
+        except BadOffer as exc:
+            log.info("call %s: refused an offer: %s", offer.call, exc)
+            await self._refuse(channel, "bad-offer", str(exc))
             if replaced and offer.call in self.rooms:
                 await self._announce_slots(self.rooms[offer.call])
             return
@@ -179,18 +259,28 @@ class MediaNode:
         room.add(participant)
         await self.redis.publish(channel, Answer(sdp=answer).encode())
         await self._announce_slots(room)
+        asyncio.get_running_loop().call_later(
+            CONNECT_TIMEOUT, self._drop_if_unconnected, offer.call, participant
+        )
         log.info("call %s: participant joined (%d in room)", offer.call, len(room.participants))
 
-    def _on_gone(self, call_id: str):  # type: ignore[no-untyped-def]
+    async def _refuse(self, channel: str, code: str, reason: str) -> None:
+        await self.redis.publish(channel, Error(code=code, message=reason).encode())
+
+    def _drop_if_unconnected(self, call_id: str, participant: Participant) -> None:
+        """A browser that never completes ICE and DTLS must not hold a slot in the room."""
+        if participant.pc.connectionState != "connected":
+            log.info("call %s: a participant never connected", call_id)
+            self._on_gone(call_id)(participant)
+
+    def _on_gone(self, call_id: str) -> Callable[[Participant], None]:
         def gone(participant: Participant) -> None:
             room = self.rooms.get(call_id)
             if room is not None and room.participants.get(participant.id) is participant:
                 leave = NodeLeave(
                     call=call_id, participant=participant.id, connection=participant.connection
                 )
-                task = asyncio.create_task(self._handle(leave))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(leave, counted=False)
 
         return gone
 
@@ -238,10 +328,10 @@ def run(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
         try:
-            await MediaNode(settings, redis).run(stop)
+            await MediaNode(settings, client).run(stop)
         finally:
-            await redis.aclose()
+            await client.aclose()
 
     asyncio.run(main())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiortc import (
@@ -15,9 +15,10 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc.sdp import candidate_from_sdp
 
 from media.forwarder import Publication, SlotTrack
-from media.sdp import keep_room_codecs, media_ssrcs, spread_candidates
+from media.sdp import EXPECTED_KINDS, BadOffer, IPNetwork, check_offer
 from media.tap import redirect_keyframe_requests, tap_receiver
 from shared.protocol import SLOT_COUNT
 
@@ -25,13 +26,6 @@ log = logging.getLogger(__name__)
 
 #: Keyframe requests on their way out (held so they are not garbage-collected mid-send).
 _pending: set[asyncio.Future[None]] = set()
-
-#: What a browser offers, in order: its own audio and video, then a receive-only pair per slot.
-EXPECTED_KINDS = ["audio", "video"] + ["audio", "video"] * SLOT_COUNT
-
-
-class BadOffer(ValueError):
-    """The offer does not have the transceivers the slot layout needs."""
 
 
 @dataclass
@@ -69,33 +63,41 @@ class Participant:
         offer_sdp: str,
         connection: str,
         on_gone: Callable[[Participant], None],
+        denied: Sequence[IPNetwork] = (),
     ) -> tuple[Participant, str]:
-        """Answer a browser's offer; returns the participant and the SDP answer."""
+        """Answer a browser's offer; returns the participant and the SDP answer.
+
+        Raises BadOffer for an offer of the wrong shape, and for any offer aiortc cannot take:
+        whatever goes wrong, the browser hears `bad-offer` rather than nothing.
+        """
+        offer = check_offer(offer_sdp, denied)
+        if offer.media_ssrcs[1] is None:
+            raise BadOffer("the offer's video must announce its SSRC")
         pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
         participant = cls(id=participant_id, name=name, connection=connection, pc=pc)
         try:
-            await pc.setRemoteDescription(
-                RTCSessionDescription(
-                    sdp=keep_room_codecs(spread_candidates(offer_sdp)), type="offer"
-                )
-            )
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
             transceivers = pc.getTransceivers()
-            if [t.kind for t in transceivers] != EXPECTED_KINDS:
+            if [t.kind for t in transceivers] != list(EXPECTED_KINDS):
                 raise BadOffer("offer must hold audio, video, then five audio/video slot pairs")
-            ssrcs = media_ssrcs(pc.remoteDescription.sdp)
-            if ssrcs[1] is None:
-                raise BadOffer("the offer's video must announce its SSRC")
-            participant._publish(transceivers[0], ssrcs[0])
-            participant._publish(transceivers[1], ssrcs[1])
+            for line in offer.candidates:
+                # Bundled: every candidate belongs to the first section's transport.
+                candidate = candidate_from_sdp(line.split(":", 1)[1])
+                candidate.sdpMid = transceivers[0].mid
+                await pc.addIceCandidate(candidate)
+            participant._publish(transceivers[0], offer.media_ssrcs[0])
+            participant._publish(transceivers[1], offer.media_ssrcs[1])
             for index in range(SLOT_COUNT):
                 audio, video = transceivers[2 + 2 * index], transceivers[3 + 2 * index]
                 participant.slots.append(participant._slot(index, audio, video))
             await pc.setLocalDescription(await pc.createAnswer())
-        except Exception:
+        except Exception as exc:
             await pc.close()
-            raise
+            if isinstance(exc, BadOffer):
+                raise
+            raise BadOffer(f"the offer could not be answered ({type(exc).__name__})") from exc
 
         @pc.on("connectionstatechange")
         def _on_state() -> None:

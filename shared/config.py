@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -45,6 +46,41 @@ def celery_broker_from_redis(redis_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{index + 1}", parts.query, parts.fragment))
 
 
+#: Where a client must not point the media node: loopback, link-local, private, unique-local,
+#: unspecified and multicast ranges. `vidclinic dev` and the tests, all on loopback, allow all.
+DEFAULT_DENIED_CANDIDATES = (
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "224.0.0.0/4",
+    "::/128",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+    "ff00::/8",
+)
+
+
+def _networks(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated CIDR networks; `none` for none."""
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    if raw.lower() == "none":
+        return ()
+    networks = tuple(item.strip() for item in raw.split(",") if item.strip())
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise SettingsError(f"{name}: {network!r} is not a network like 10.0.0.0/8") from None
+    return networks
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a vidclinic process needs to know about its surroundings."""
@@ -67,6 +103,9 @@ class Settings:
     media_addresses: tuple[str, ...] = ()
     #: Seconds between media-node heartbeats; the registry entry lives three of them.
     media_heartbeat: int = 2
+    #: Networks (CIDR) whose addresses a client may not name as ICE candidates: the node never
+    #: sends connectivity checks there. Loopback, link-local and private ranges by default.
+    media_denied_candidates: tuple[str, ...] = DEFAULT_DENIED_CANDIDATES
     #: ICE servers (STUN/TURN) handed to browsers, as the RTCPeerConnection `iceServers` list.
     ice_servers: tuple[dict[str, object], ...] = ()
     #: Patient entries allowed per client address per minute.
@@ -113,6 +152,9 @@ class Settings:
             media_node_id=env.get("VIDCLINIC_MEDIA_NODE_ID", ""),
             media_addresses=addresses,
             media_heartbeat=_int(env, "VIDCLINIC_MEDIA_HEARTBEAT", 2),
+            media_denied_candidates=_networks(
+                env, "VIDCLINIC_MEDIA_DENIED_CANDIDATES", DEFAULT_DENIED_CANDIDATES
+            ),
             ice_servers=ice_servers,
             entry_rate_per_minute=_int(env, "VIDCLINIC_ENTRY_RATE", 10),
             sign_in_attempts=_int(env, "VIDCLINIC_SIGN_IN_ATTEMPTS", 10),

@@ -7,7 +7,7 @@ import logging
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.errors import CloseReason
+from shared.errors import CloseReason, MediaBusy
 from shared.live import LiveState
 from shared.models import Consultation
 from shared.protocol import NodeCloseRoom
@@ -31,7 +31,11 @@ def end_consultation(
         return False
     space, node_id = ended
     if node_id and space.call_id:
-        live.send_to_node(node_id, NodeCloseRoom(call=space.call_id))
+        try:
+            live.send_to_node(node_id, NodeCloseRoom(call=space.call_id))
+        except MediaBusy:
+            # The browsers close their peer connections on `ended`; the node follows them.
+            log.warning("a media node's inbox is full: a room close was not queued")
     clinician_id = int(space.clinician_id[1:]) if space.clinician_id.startswith("u") else None
     with sessions.begin() as session:
         session.add(

@@ -102,6 +102,8 @@ def run_dev(port: int) -> int:
     env.setdefault("VIDCLINIC_SECRET_KEY", _secret_key(var))
     env.setdefault("DATABASE_URL", f"sqlite:///{var / 'vidclinic.sqlite3'}")
     env.setdefault("VIDCLINIC_MEDIA_ADDRESSES", "127.0.0.1")
+    # Everything runs on loopback: the browser's own candidates are loopback addresses.
+    env.setdefault("VIDCLINIC_MEDIA_DENIED_CANDIDATES", "none")
     env["PORT"] = str(port)
 
     stopping = False

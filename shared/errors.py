@@ -37,6 +37,16 @@ class RoomFull(VidclinicError):
         self.capacity = capacity
 
 
+class MediaBusy(VidclinicError):
+    """A media node's inbox is full: the command was not queued."""
+
+    code = "media-busy"
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__(node_id)
+        self.node_id = node_id
+
+
 class EntryRateLimited(VidclinicError):
     """Too many patient entries from one address; retry after `retry_after` seconds."""
 
@@ -63,3 +73,5 @@ class CloseReason(StrEnum):
     CLINICIAN_ENDED = "clinician-ended"
     PATIENT_LEFT = "patient-left"
     PATIENT_TIMED_OUT = "patient-timed-out"
+    #: Everyone in the call closed their page without ending it.
+    CALL_ABANDONED = "call-abandoned"

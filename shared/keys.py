@@ -39,7 +39,8 @@ def space_events(space_id: str) -> str:
 
 
 def call(call_id: str) -> str:
-    """HASH: one call — kind, clinic_id, space_id, node_id, started_at, clinician_id."""
+    """HASH: one call — kind, clinic_id, space_id, node_id, started_at, clinician_id, and
+    `seen:<participant>` (when that participant's page was last connected)."""
     return f"{PREFIX}:call:{call_id}"
 
 
@@ -63,8 +64,17 @@ def media_node(node_id: str) -> str:
 
 
 def media_node_inbox(node_id: str) -> str:
-    """LIST: signalling commands for one media node (offers, leaves, room closes), oldest first."""
+    """LIST: signalling commands for one media node (offers, leaves, room closes), oldest first.
+
+    Bounded (MAX_INBOX_OFFERS, MAX_INBOX); refreshed to CALL_TTL on each command.
+    """
     return f"{PREFIX}:media:node:{node_id}:inbox"
+
+
+#: Commands waiting in a node's inbox beyond which an offer is refused (`media-busy`).
+MAX_INBOX_OFFERS = 200
+#: Commands waiting in a node's inbox beyond which anything is refused.
+MAX_INBOX = 2000
 
 
 def entry_rate(address: str) -> str:

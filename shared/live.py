@@ -18,11 +18,20 @@ from shared import keys
 from shared.errors import (
     CloseReason,
     EntryRateLimited,
+    MediaBusy,
     SpaceAlreadyClaimed,
     SpaceNotFound,
     TooManyFailedSignIns,
 )
-from shared.protocol import CallStarted, Ended, MediaReady, Message, SpaceChanged, SpaceLeft
+from shared.protocol import (
+    CallStarted,
+    Ended,
+    MediaReady,
+    Message,
+    NodeOffer,
+    SpaceChanged,
+    SpaceLeft,
+)
 
 WAITING = "waiting"
 IN_CALL = "in-call"
@@ -159,6 +168,20 @@ if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return {n, redis.call('TTL', KEYS[1])}
 """
 
+# KEYS: a list. ARGV: the most items it may hold, its TTL, the item. Returns 0 when full.
+_PUSH_BOUNDED = """
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+_TOUCH_CALL = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'seen:' .. ARGV[1], ARGV[2])
+return 1
+"""
+
 _TOUCH_SPACE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'last_seen', ARGV[1])
@@ -198,8 +221,10 @@ class LiveState:
         self._claim_space = redis.register_script(_CLAIM_SPACE)
         self._end_space = redis.register_script(_END_SPACE)
         self._touch_space = redis.register_script(_TOUCH_SPACE)
+        self._touch_call = redis.register_script(_TOUCH_CALL)
         self._allocate_node = redis.register_script(_ALLOCATE_NODE)
         self._count_in_window = redis.register_script(_COUNT_IN_WINDOW)
+        self._push_bounded = redis.register_script(_PUSH_BOUNDED)
 
     def publish(self, channel: str, message: Message) -> None:
         """Announce a message on a channel."""
@@ -351,15 +376,42 @@ class LiveState:
                 self.publish(keys.clinic_events(clinic_id), SpaceLeft(space=space_id))
         return gone
 
-    def stale_waiting_spaces(self, clinic_id: int, grace: float) -> list[str]:
-        """Waiting spaces whose patient has been disconnected longer than `grace` seconds."""
+    def stale_spaces(self, clinic_id: int, grace: float) -> list[tuple[str, CloseReason]]:
+        """Spaces nobody is connected to any more, past `grace` seconds, and why they end.
+
+        A waiting patient whose page has been gone that long timed out. A call whose patient
+        and every other participant have all been gone that long was abandoned: both closed
+        their pages without ending it, and the patient's data must not wait for the space's
+        TTL (hours) to go.
+        """
         cutoff = time.time() - grace
-        stale = []
-        for space_id in self.redis.zrange(keys.waiting_area(clinic_id), 0, -1):
-            status, last_seen = self.redis.hmget(keys.space(space_id), "status", "last_seen")
-            if status == WAITING and last_seen is not None and float(last_seen) < cutoff:
-                stale.append(space_id)
+        ids = self.redis.zrange(keys.waiting_area(clinic_id), 0, -1)
+        pipe = self.redis.pipeline()
+        for space_id in ids:
+            pipe.hmget(keys.space(space_id), "status", "last_seen", "call_id")
+        stale: list[tuple[str, CloseReason]] = []
+        in_call: list[tuple[str, str]] = []
+        for space_id, (status, last_seen, call_id) in zip(ids, pipe.execute(), strict=True):
+            if last_seen is None or float(last_seen) >= cutoff:
+                continue
+            if status == WAITING:
+                stale.append((space_id, CloseReason.PATIENT_TIMED_OUT))
+            elif status == IN_CALL and call_id:
+                in_call.append((space_id, call_id))
+        pipe = self.redis.pipeline()
+        for _space_id, call_id in in_call:
+            pipe.hgetall(keys.call(call_id))
+        for (space_id, _call_id), call in zip(in_call, pipe.execute(), strict=True):
+            seen = [float(v) for k, v in call.items() if k.startswith("seen:")]
+            if max(seen or [float(call.get("started_at") or 0)]) < cutoff:
+                stale.append((space_id, CloseReason.CALL_ABANDONED))
         return stale
+
+    def touch_call(self, call_id: str, participant_id: str) -> bool:
+        """Note that a participant's page is connected to the call now; False when it ended."""
+        return bool(
+            self._touch_call(keys=[keys.call(call_id)], args=[participant_id, repr(time.time())])
+        )
 
     def waiting_area_clinics(self) -> list[int]:
         """Ids of clinics that have a waiting area in Redis right now."""
@@ -401,17 +453,26 @@ class LiveState:
         return bool(node_id) and bool(self.redis.exists(keys.media_node(node_id)))
 
     def send_to_node(self, node_id: str, message: Message) -> None:
-        """Queue a command for a media node (a list, so nothing is lost while it is busy)."""
-        inbox = keys.media_node_inbox(node_id)
-        pipe = self.redis.pipeline()
-        pipe.rpush(inbox, message.encode())
-        pipe.expire(inbox, keys.CALL_TTL)
-        pipe.execute()
+        """Queue a command for a media node (a list, so nothing is lost while it is busy).
+
+        The inbox is bounded: an offer finds no place once MAX_INBOX_OFFERS commands wait,
+        any other command (leaves, room closes: cheap, and owed) once MAX_INBOX do. Raises
+        MediaBusy.
+        """
+        limit = keys.MAX_INBOX_OFFERS if isinstance(message, NodeOffer) else keys.MAX_INBOX
+        queued = self._push_bounded(
+            keys=[keys.media_node_inbox(node_id)], args=[limit, keys.CALL_TTL, message.encode()]
+        )
+        if not queued:
+            raise MediaBusy(node_id)
 
     def reap_dead_nodes(self) -> list[str]:
-        """Remove registry entries of nodes that stopped heartbeating; returns their ids."""
+        """Remove registry entries of nodes that stopped heartbeating; returns their ids.
+
+        Their inboxes stay (they expire on their own): a node that was only late, not dead,
+        answers what was sent to it meanwhile, instead of leaving browsers waiting forever.
+        """
         dead = [n for n in self.redis.zrange(keys.MEDIA_NODES, 0, -1) if not self.live_node(n)]
         for node_id in dead:
             self.redis.zrem(keys.MEDIA_NODES, node_id)
-            self.redis.delete(keys.media_node_inbox(node_id))
         return dead

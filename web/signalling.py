@@ -17,6 +17,7 @@ from simple_websocket import Server
 from werkzeug.exceptions import HTTPException
 
 from shared import keys
+from shared.errors import MediaBusy
 from shared.live import LiveState
 from shared.protocol import Error, MediaReady, Message, NodeLeave, NodeOffer, Offer
 from web.hub import ChannelHub
@@ -166,7 +167,10 @@ def relay_offer(
         sdp=offer.sdp,
         connection=session.connection,
     )
-    live.send_to_node(call.node_id, command)
+    try:
+        live.send_to_node(call.node_id, command)
+    except MediaBusy as busy:
+        session.error(busy.code, "the media node is busy; try again in a moment")
 
 
 def leave_node(session: SocketSession, live: LiveState, call_id: str, participant: str) -> None:
@@ -174,4 +178,8 @@ def leave_node(session: SocketSession, live: LiveState, call_id: str, participan
     call = live.get_call(call_id)
     if call is not None and live.live_node(call.node_id):
         command = NodeLeave(call=call_id, participant=participant, connection=session.connection)
-        live.send_to_node(call.node_id, command)
+        try:
+            live.send_to_node(call.node_id, command)
+        except MediaBusy:
+            # The node will see the browser's peer connection close, or time it out.
+            log.warning("a media node's inbox is full: a leave was not queued")

@@ -7,7 +7,6 @@ import logging
 from celery import shared_task
 
 from shared.consultations import end_consultation
-from shared.errors import CloseReason
 from workers.app import REAP_MEDIA_NODES, SWEEP_WAITING_AREAS, VidclinicTask
 
 log = logging.getLogger(__name__)
@@ -15,14 +14,17 @@ log = logging.getLogger(__name__)
 
 @shared_task(name=SWEEP_WAITING_AREAS, bind=True)
 def sweep_waiting_areas(task: VidclinicTask) -> int:
-    """End spaces whose patient has been gone past the grace period; returns how many."""
+    """End spaces nobody has been connected to past the grace period; returns how many.
+
+    A waiting patient who left times out; a call everyone left is abandoned.
+    """
     services = task.services
     live = services.live
     ended = 0
     for clinic_id in live.waiting_area_clinics():
         live.forget_missing_spaces(clinic_id)
-        for space_id in live.stale_waiting_spaces(clinic_id, services.settings.patient_grace):
-            if end_consultation(live, services.sessions, space_id, CloseReason.PATIENT_TIMED_OUT):
+        for space_id, reason in live.stale_spaces(clinic_id, services.settings.patient_grace):
+            if end_consultation(live, services.sessions, space_id, reason):
                 ended += 1
     return ended
 

@@ -65,3 +65,65 @@ def test_a_connected_patient_is_kept_past_the_grace_period(stack: Stack) -> None
         assert stack.redis().hget(f"vc:space:{space_id}", "status") == "waiting"
     finally:
         socket.close()
+
+
+def _join(stack: Stack, last_name: str) -> tuple[Socket, str]:
+    clinician = signed_in(stack, CLINICIAN.email, CLINICIAN.password)
+    dashboard = Socket(stack, "/clinics/demo/waiting-area/ws", clinician)
+    cards = dashboard.receive_type("waiting-area")["spaces"]
+    dashboard.send(
+        {"type": "join", "space": next(c["id"] for c in cards if last_name in c["name"])}
+    )
+    call_id = str(dashboard.receive_type("joined")["call"])
+    call = Socket(stack, f"/clinics/demo/calls/{call_id}/ws", clinician)
+    call.receive_type("media-ready")
+    return call, call_id
+
+
+def test_a_call_everyone_left_without_ending_is_ended_with_its_data(stack: Stack) -> None:
+    """Both pages closed without "End call" or "Leave": after the grace period the space and
+    its entry data go, the dashboards drop the card and a record is written."""
+    patient, _ = enter(
+        stack, {"first_name": "Olha", "last_name": "Abandoned", "phone": "+380 93 222 7788"}
+    )
+    space_id = _space_id(stack, "Abandoned")
+    patient_socket = Socket(stack, "/c/demo/space/ws", patient)
+    call_socket, call_id = _join(stack, "Abandoned")
+    watcher = Socket(
+        stack,
+        "/clinics/demo/waiting-area/ws",
+        signed_in(stack, CLINICIAN.email, CLINICIAN.password),
+    )
+    try:
+        watcher.receive_type("waiting-area")
+        patient_socket.receive_type("call-started")
+        patient_socket.close()
+        call_socket.close()
+        started = time.monotonic()
+        while watcher.receive_type("space-left", timeout=GRACE + 15)["space"] != space_id:
+            pass
+        assert time.monotonic() - started >= GRACE - 1
+    finally:
+        watcher.close()
+    client = stack.redis()
+    assert not client.exists(f"vc:space:{space_id}")
+    assert not client.exists(f"vc:call:{call_id}")
+    deadline = time.monotonic() + 5
+    while "call-abandoned" not in _end_reasons(stack):
+        assert time.monotonic() < deadline, "no consultation record"
+        time.sleep(0.1)
+
+
+def test_a_call_with_a_connected_participant_is_kept_past_the_grace_period(stack: Stack) -> None:
+    patient, _ = enter(
+        stack, {"first_name": "Petro", "last_name": "Present", "phone": "+380 93 222 9900"}
+    )
+    space_id = _space_id(stack, "Present")
+    patient_socket = Socket(stack, "/c/demo/space/ws", patient)
+    call_socket, _call_id = _join(stack, "Present")
+    try:
+        patient_socket.close()  # the patient went; the clinician's page stays
+        time.sleep(GRACE + 4)
+        assert stack.redis().hget(f"vc:space:{space_id}", "status") == "in-call"
+    finally:
+        call_socket.close()

@@ -67,6 +67,7 @@ class Stack:
             "DATABASE_URL": self.database_url,
             "VIDCLINIC_SECRET_KEY": SECRET,
             "VIDCLINIC_MEDIA_ADDRESSES": "127.0.0.1",
+            "VIDCLINIC_MEDIA_DENIED_CANDIDATES": "none",
             "VIDCLINIC_PATIENT_GRACE": "8",
             "VIDCLINIC_HOUSEKEEPING_INTERVAL": "1",
             "VIDCLINIC_ENTRY_RATE": "100000",

@@ -69,14 +69,15 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
     clinic_id, user_id = clinic.id, current_user.id
     participant, name = f"u{user_id}", current_user.display_name
     Services.release_db()
+    live.touch_call(call_id, participant)
     try:
         join_call_channels(session, live, call_id, participant)
         session.start_relay(forward)
         while True:
             raw = session.receive()
+            if not live.touch_call(call_id, participant):
+                break
             if raw is None:
-                if live.get_call(call_id) is None:
-                    break
                 continue
             try:
                 message = decode(raw, Offer, EndCall)
@@ -96,4 +97,5 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
         pass
     finally:
         session.close()
+        live.touch_call(call_id, participant)
         leave_node(session, live, call_id, participant)
