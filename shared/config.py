@@ -65,6 +65,23 @@ DEFAULT_DENIED_CANDIDATES = (
 )
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (the first by default)."""
+    raw = env.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw
+
+
+def _json_template(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip() or default
+    try:
+        json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{name} is not valid JSON: {exc}") from None
+    return raw
+
+
 def _networks(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     """Comma-separated CIDR networks; `none` for none."""
     raw = env.get(name, "").strip()
@@ -79,6 +96,10 @@ def _networks(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tu
         except ValueError:
             raise SettingsError(f"{name}: {network!r} is not a network like 10.0.0.0/8") from None
     return networks
+
+
+DEFAULT_SMS_BODY = '{"to": "{to}", "text": "{text}"}'
+SMTP_SECURITY = ("starttls", "ssl", "none")
 
 
 @dataclass(frozen=True)
@@ -118,6 +139,22 @@ class Settings:
     #: Mark cookies Secure: on whenever the site is served over TLS.
     secure_cookies: bool = False
     log_level: str = "INFO"
+    #: SMTP server for email (invitations, password resets, guest links); none: files in outbox.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    #: `starttls`, `ssl` (implicit TLS) or `none`.
+    smtp_security: str = "starttls"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    email_from: str = "vidclinic <no-reply@localhost>"
+    #: Folder where email and SMS go when no SMTP server or SMS provider is configured.
+    outbox: str = "var/outbox"
+    #: An SMS provider's HTTPS endpoint; none: texts are written to the outbox.
+    sms_webhook_url: str = ""
+    #: The Authorization header sent to the SMS provider (`Bearer …`, `Basic …`).
+    sms_webhook_auth: str = ""
+    #: JSON body template for the SMS provider; `{to}` and `{text}` are filled in.
+    sms_webhook_body: str = DEFAULT_SMS_BODY
 
     def __post_init__(self) -> None:
         if not self.celery_broker_url:
@@ -161,4 +198,14 @@ class Settings:
             proxy_hops=_int(env, "VIDCLINIC_PROXY_HOPS", 0, minimum=0),
             secure_cookies=_bool(env, "VIDCLINIC_SECURE_COOKIES", False),
             log_level=env.get("VIDCLINIC_LOG_LEVEL", "INFO").upper(),
+            smtp_host=env.get("VIDCLINIC_SMTP_HOST", ""),
+            smtp_port=_int(env, "VIDCLINIC_SMTP_PORT", 587),
+            smtp_security=_choice(env, "VIDCLINIC_SMTP_SECURITY", SMTP_SECURITY),
+            smtp_user=env.get("VIDCLINIC_SMTP_USER", ""),
+            smtp_password=env.get("VIDCLINIC_SMTP_PASSWORD", ""),
+            email_from=env.get("VIDCLINIC_EMAIL_FROM") or "vidclinic <no-reply@localhost>",
+            outbox=env.get("VIDCLINIC_OUTBOX") or "var/outbox",
+            sms_webhook_url=env.get("VIDCLINIC_SMS_WEBHOOK_URL", ""),
+            sms_webhook_auth=env.get("VIDCLINIC_SMS_WEBHOOK_AUTH", ""),
+            sms_webhook_body=_json_template(env, "VIDCLINIC_SMS_WEBHOOK_BODY", DEFAULT_SMS_BODY),
         )

@@ -1,4 +1,5 @@
-"""Durable records in SQL: clinics, team members and their roles, consultation records.
+"""Durable records in SQL: clinics, team members and their roles, rooms, guest links,
+invitations, password resets, deliveries, audit events and consultation records.
 
 Patient entry data never comes here: it lives only in Redis (shared/live.py).
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from sqlalchemy import DateTime, Enum, ForeignKey, String, UniqueConstraint, func
+from sqlalchemy import Boolean, DateTime, Enum, ForeignKey, String, UniqueConstraint, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -21,6 +22,10 @@ class Role(StrEnum):
 
     ADMIN = "admin"
     CLINICIAN = "clinician"
+
+
+def _enum(kind: type[StrEnum]) -> Enum:
+    return Enum(kind, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
 
 
 class Clinic(Base):
@@ -71,9 +76,7 @@ class Membership(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id", ondelete="CASCADE"))
-    role: Mapped[Role] = mapped_column(
-        Enum(Role, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
-    )
+    role: Mapped[Role] = mapped_column(_enum(Role))
 
     user: Mapped[User] = relationship(back_populates="memberships")
     clinic: Mapped[Clinic] = relationship(back_populates="memberships")
@@ -91,3 +94,134 @@ class Consultation(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     end_reason: Mapped[str] = mapped_column(String(40))
+
+
+class RoomKind(StrEnum):
+    """A meeting room is the clinic's; a user room is one member's own."""
+
+    MEETING = "meeting"
+    USER = "user"
+
+
+class Room(Base):
+    """A static video room: created first, always available, never entered by patients.
+
+    Rooms are addressed by `key`, a random public id: ids in addresses tell nobody how many
+    rooms a clinic has or where to guess.
+    """
+
+    __tablename__ = "rooms"
+    __table_args__ = (UniqueConstraint("clinic_id", "owner_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), unique=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id", ondelete="CASCADE"))
+    kind: Mapped[RoomKind] = mapped_column(_enum(RoomKind))
+    #: A meeting room's name; a user room is called after its owner.
+    name: Mapped[str] = mapped_column(String(200), default="")
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    owner: Mapped[User | None] = relationship()
+    clinic: Mapped[Clinic] = relationship()
+
+
+class GuestLink(Base):
+    """A link that lets one person from outside the team into one room; only its hash is kept."""
+
+    __tablename__ = "guest_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    single_use: Mapped[bool] = mapped_column(Boolean, default=False)
+    guest_name: Mapped[str] = mapped_column(String(100), default="")
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    room: Mapped[Room] = relationship()
+
+
+class Invitation(Base):
+    """An invitation to join a clinic's team; single use, expiring; only its hash is kept."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(254))
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    clinic: Mapped[Clinic] = relationship()
+
+
+class PasswordReset(Base):
+    """A single-use, expiring link to set a new password; only its hash is kept."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DeliveryState(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Delivery(Base):
+    """One email or SMS on its way: what a member sees as "Queued", "Sent" or "Failed: …".
+
+    Never the message itself (it may carry a link's token): only where it went and how it went.
+    """
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int | None] = mapped_column(ForeignKey("clinics.id", ondelete="CASCADE"))
+    guest_link_id: Mapped[int | None] = mapped_column(
+        ForeignKey("guest_links.id", ondelete="CASCADE")
+    )
+    #: `email` or `sms`.
+    channel: Mapped[str] = mapped_column(String(10))
+    #: `guest-link`, `invitation` or `password-reset`.
+    purpose: Mapped[str] = mapped_column(String(20))
+    recipient: Mapped[str] = mapped_column(String(254))
+    state: Mapped[DeliveryState] = mapped_column(_enum(DeliveryState))
+    error: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(Base):
+    """Who did what in a clinic, and when: no message content, no patient data."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id", ondelete="CASCADE"), index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    #: Who acted, as shown then (a member's name, or a guest's display name).
+    actor: Mapped[str] = mapped_column(String(200))
+    #: What happened, a stable code (`room-entered`, `guest-link-created`, …).
+    action: Mapped[str] = mapped_column(String(40))
+    #: What it happened to, as shown then (a room's name, a member's email).
+    subject: Mapped[str] = mapped_column(String(254), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)

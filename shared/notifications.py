@@ -1,0 +1,196 @@
+"""Sending email and SMS: one small interface per channel, with backends behind it.
+
+Email goes over real SMTP in production (`VIDCLINIC_SMTP_HOST`), or into files in a folder when
+no SMTP server is configured (a newcomer's `vidclinic dev`). SMS goes through a provider's HTTPS
+webhook, or into a file (development and tests). Celery tasks in workers/notifications.py call
+these with an idempotency key, so a task delivered twice sends once.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import fcntl
+import json
+import smtplib
+import ssl
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, Protocol
+
+from shared.config import Settings
+
+#: Seconds one attempt may take before it counts as a (transient) failure.
+SEND_TIMEOUT = 20
+
+
+class DeliveryError(Exception):
+    """Sending failed. A permanent failure (an address the server refuses) is not retried."""
+
+    def __init__(self, reason: str, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class Email:
+    to: str
+    subject: str
+    text: str
+
+
+class EmailBackend(Protocol):
+    def send(self, message: Email, key: str) -> None:
+        """Send once; `key` identifies the message (the same key is the same message)."""
+
+
+class SmsBackend(Protocol):
+    def send(self, to: str, text: str, key: str) -> None:
+        """Send once; `key` identifies the message (the same key is the same message)."""
+
+
+@dataclass(frozen=True)
+class SmtpEmail:
+    """An SMTP server: STARTTLS on 587 by default, implicit TLS (`ssl`) or none (`none`)."""
+
+    host: str
+    port: int
+    security: str
+    user: str
+    password: str
+    sender: str
+
+    def send(self, message: Email, key: str) -> None:
+        mail = _email_message(message, self.sender, key)
+        try:
+            if self.security == "ssl":
+                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=SEND_TIMEOUT, context=ssl.create_default_context()
+                )
+            else:
+                client = smtplib.SMTP(self.host, self.port, timeout=SEND_TIMEOUT)
+            with client:
+                if self.security == "starttls":
+                    client.starttls(context=ssl.create_default_context())
+                if self.user:
+                    client.login(self.user, self.password)
+                client.send_message(mail)
+        except smtplib.SMTPRecipientsRefused as refused:
+            codes = [code for code, _ in refused.recipients.values()]
+            raise DeliveryError(
+                "the mail server refused the address", permanent=all(c >= 500 for c in codes)
+            ) from None
+        except smtplib.SMTPResponseException as response:
+            raise DeliveryError(
+                f"the mail server answered {response.smtp_code}",
+                permanent=response.smtp_code >= 500,
+            ) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"the mail server could not be reached ({exc})") from None
+
+
+@dataclass(frozen=True)
+class FileEmail:
+    """Writes each message to `<folder>/<key>.eml`: nothing leaves the machine."""
+
+    folder: Path
+    sender: str
+
+    def send(self, message: Email, key: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{key}.eml"
+        path.write_bytes(bytes(_email_message(message, self.sender, key)))
+
+
+@dataclass(frozen=True)
+class FileSms:
+    """Appends each text to a file, one JSON object a line: development and tests."""
+
+    path: Path
+
+    def send(self, to: str, text: str, key: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"to": to, "text": text, "key": key, "at": time.time()})
+        with self.path.open("a", encoding="utf-8") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)  # several workers append to the same file
+            file.write(line + "\n")
+
+
+@dataclass(frozen=True)
+class WebhookSms:
+    """A provider's HTTPS API: POST of a JSON body made from a template.
+
+    The template is JSON in which the strings `{to}` and `{text}` are replaced (inside any
+    string value), so it fits most providers' APIs; `auth` is sent as the Authorization header
+    and the message key as Idempotency-Key, which providers that honour it use to drop repeats.
+    """
+
+    url: str
+    auth: str
+    template: str
+
+    def send(self, to: str, text: str, key: str) -> None:
+        body = json.dumps(_fill(json.loads(self.template), {"{to}": to, "{text}": text}))
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+        if self.auth:
+            headers["Authorization"] = self.auth
+        request = urllib.request.Request(self.url, body.encode(), headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=SEND_TIMEOUT) as response:
+                response.read(1024)
+        except urllib.error.HTTPError as error:
+            raise DeliveryError(
+                f"the SMS provider answered {error.code}",
+                permanent=400 <= error.code < 500 and error.code not in (408, 429),
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise DeliveryError(f"the SMS provider could not be reached ({exc})") from None
+
+
+def email_backend(settings: Settings) -> EmailBackend:
+    if settings.smtp_host:
+        return SmtpEmail(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            security=settings.smtp_security,
+            user=settings.smtp_user,
+            password=settings.smtp_password,
+            sender=settings.email_from,
+        )
+    return FileEmail(Path(settings.outbox) / "email", settings.email_from)
+
+
+def sms_backend(settings: Settings) -> SmsBackend:
+    if settings.sms_webhook_url:
+        return WebhookSms(
+            settings.sms_webhook_url, settings.sms_webhook_auth, settings.sms_webhook_body
+        )
+    return FileSms(Path(settings.outbox) / "sms.jsonl")
+
+
+def _email_message(message: Email, sender: str, key: str) -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"] = sender
+    mail["To"] = message.to
+    mail["Subject"] = message.subject
+    mail["Date"] = email.utils.formatdate(localtime=False)
+    # The same key gives the same Message-ID: receiving servers drop a repeat they recognise.
+    mail["Message-ID"] = f"<{key}@vidclinic>"
+    mail.set_content(message.text)
+    return mail
+
+
+def _fill(value: Any, replacements: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for placeholder, text in replacements.items():
+            value = value.replace(placeholder, text)
+        return value
+    if isinstance(value, list):
+        return [_fill(item, replacements) for item in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, replacements) for k, v in value.items()}
+    return value
