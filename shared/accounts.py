@@ -30,6 +30,13 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+def hash_password(password: str) -> str:
+    """The argon2 hash of a new password; raises AccountError when it is too short."""
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"password must be at least {MIN_PASSWORD} characters")
+    return _hasher.hash(password)
+
+
 def create_clinic(session: Session, slug: str, name: str) -> Clinic:
     """Create a clinic; raises AccountError for a malformed or taken slug."""
     if not SLUG.match(slug):
@@ -56,8 +63,6 @@ def create_user(
     email = normalise_email(email)
     if "@" not in email or len(email) > 254:
         raise AccountError("email must be a valid email address")
-    if len(password) < MIN_PASSWORD:
-        raise AccountError(f"password must be at least {MIN_PASSWORD} characters")
     if not name.strip():
         raise AccountError("name must not be empty")
     if session.scalar(select(User).where(User.email == email)):
@@ -67,7 +72,7 @@ def create_user(
         clinic = session.scalar(select(Clinic).where(Clinic.slug == clinic_slug))
         if clinic is None:
             raise AccountError(f"no clinic with slug {clinic_slug!r}")
-    user = User(email=email, display_name=name.strip(), password_hash=_hasher.hash(password))
+    user = User(email=email, display_name=name.strip(), password_hash=hash_password(password))
     session.add(user)
     session.flush()
     if clinic is not None:
@@ -102,6 +107,10 @@ def membership(session: Session, user_id: int, clinic_id: int) -> Membership | N
 
 def clinic_by_slug(session: Session, slug: str) -> Clinic | None:
     return session.scalar(select(Clinic).where(Clinic.slug == slug))
+
+
+def user_by_email(session: Session, email: str) -> User | None:
+    return session.scalar(select(User).where(User.email == normalise_email(email)))
 
 
 def is_empty(session: Session) -> bool:

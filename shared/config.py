@@ -155,6 +155,8 @@ class Settings:
     sms_webhook_auth: str = ""
     #: JSON body template for the SMS provider; `{to}` and `{text}` are filled in.
     sms_webhook_body: str = DEFAULT_SMS_BODY
+    #: Seconds one email or SMS attempt may take before it counts as failed (and is retried).
+    send_timeout: int = 20
 
     def __post_init__(self) -> None:
         if not self.celery_broker_url:
@@ -208,4 +210,5 @@ class Settings:
             sms_webhook_url=env.get("VIDCLINIC_SMS_WEBHOOK_URL", ""),
             sms_webhook_auth=env.get("VIDCLINIC_SMS_WEBHOOK_AUTH", ""),
             sms_webhook_body=_json_template(env, "VIDCLINIC_SMS_WEBHOOK_BODY", DEFAULT_SMS_BODY),
+            send_timeout=_int(env, "VIDCLINIC_SEND_TIMEOUT", 20),
         )

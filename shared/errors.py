@@ -47,6 +47,12 @@ class MediaBusy(VidclinicError):
         self.node_id = node_id
 
 
+class RoomLocked(VidclinicError):
+    """The room is locked: nobody new comes in but guests whose link was made after the lock."""
+
+    code = "room-locked"
+
+
 class EntryRateLimited(VidclinicError):
     """Too many patient entries from one address; retry after `retry_after` seconds."""
 

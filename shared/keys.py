@@ -39,9 +39,34 @@ def space_events(space_id: str) -> str:
 
 
 def call(call_id: str) -> str:
-    """HASH: one call — kind, clinic_id, space_id, node_id, started_at, clinician_id, and
-    `seen:<participant>` (when that participant's page was last connected)."""
+    """HASH: one call — kind (`space` or `room`), clinic_id, space_id or room (key), node_id,
+    started_at, clinician_id, locked_at (a locked room), and `seen:<participant>` (when that
+    participant's page was last connected)."""
     return f"{PREFIX}:call:{call_id}"
+
+
+def call_participants(call_id: str) -> str:
+    """ZSET: who is inside a call (participant ids), scored by when their page last answered."""
+    return f"{PREFIX}:call:{call_id}:participants"
+
+
+def call_people(call_id: str) -> str:
+    """HASH: participant id → JSON {name, role} of everyone inside a call."""
+    return f"{PREFIX}:call:{call_id}:people"
+
+
+def room_call(room_key: str) -> str:
+    """STRING: the id of a room's call while someone is inside it (CALL_TTL)."""
+    return f"{PREFIX}:room:{room_key}:call"
+
+
+#: SET: ids of the room calls open now (for beat's sweep of people who vanished).
+ROOM_CALLS = f"{PREFIX}:room-calls"
+
+
+def clinic_rooms(clinic_id: int) -> str:
+    """Channel: who is inside each of a clinic's rooms, whenever that changes (room lists)."""
+    return f"{PREFIX}:clinic:{clinic_id}:rooms"
 
 
 def call_events(call_id: str) -> str:
@@ -86,6 +111,34 @@ def login_failures(subject: str) -> str:
     """STRING counter: failed sign-ins for one hashed email or one client address, this window."""
     return f"{PREFIX}:login-failures:{subject}"
 
+
+def guest_session(token_hash: str) -> str:
+    """HASH: a guest's session in one room — participant, name, clinic_id, room_key, link_id,
+    link_made_at; lives no longer than its link (and 12 hours at most)."""
+    return f"{PREFIX}:guest:{token_hash}"
+
+
+def guest_link_sessions(link_id: int) -> str:
+    """SET: the guest-session keys made from one guest link (to end them when it is revoked)."""
+    return f"{PREFIX}:guest-link:{link_id}:sessions"
+
+
+def guest_link_events(link_id: int) -> str:
+    """Channel: a guest link was revoked; its guests' sockets close."""
+    return f"{PREFIX}:guest-link:{link_id}:events"
+
+
+def delivery_sent(delivery_id: int) -> str:
+    """STRING: set once an email or SMS has gone out, so a repeated task sends nothing (7 days)."""
+    return f"{PREFIX}:delivery:{delivery_id}:sent"
+
+
+def delivery_sending(delivery_id: int) -> str:
+    """STRING: held while one attempt sends a delivery (two attempts never send at once)."""
+    return f"{PREFIX}:delivery:{delivery_id}:sending"
+
+
+DELIVERY_SENT_TTL = 7 * 24 * 3600
 
 #: Seconds a window of failed sign-ins lasts.
 LOGIN_FAILURE_WINDOW = 15 * 60

@@ -6,7 +6,6 @@ change is then announced on the channel its watchers listen to (see shared/keys.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -32,14 +31,10 @@ from shared.protocol import (
     SpaceChanged,
     SpaceLeft,
 )
+from shared.tokens import hash_token, new_token
 
 WAITING = "waiting"
 IN_CALL = "in-call"
-
-
-def hash_token(token: str) -> str:
-    """The form a capability token is stored in: a leaked Redis dump opens nothing."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -264,7 +259,7 @@ class LiveState:
     def create_space(self, clinic_id: int, entry: PatientEntry) -> tuple[Space, str]:
         """Create a patient space in the clinic's waiting area; returns it and its token."""
         space_id = secrets.token_urlsafe(16)
-        token = secrets.token_urlsafe(32)
+        token = new_token()
         token_hash = hash_token(token)
         now = time.time()
         fields = {

@@ -145,6 +145,7 @@ class GuestLink(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     room: Mapped[Room] = relationship()
+    deliveries: Mapped[list[Delivery]] = relationship(order_by="Delivery.id")
 
 
 class Invitation(Base):

@@ -23,9 +23,6 @@ from typing import Any, Protocol
 
 from shared.config import Settings
 
-#: Seconds one attempt may take before it counts as a (transient) failure.
-SEND_TIMEOUT = 20
-
 
 class DeliveryError(Exception):
     """Sending failed. A permanent failure (an address the server refuses) is not retried."""
@@ -63,16 +60,17 @@ class SmtpEmail:
     user: str
     password: str
     sender: str
+    timeout: float
 
     def send(self, message: Email, key: str) -> None:
         mail = _email_message(message, self.sender, key)
         try:
             if self.security == "ssl":
                 client: smtplib.SMTP = smtplib.SMTP_SSL(
-                    self.host, self.port, timeout=SEND_TIMEOUT, context=ssl.create_default_context()
+                    self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
                 )
             else:
-                client = smtplib.SMTP(self.host, self.port, timeout=SEND_TIMEOUT)
+                client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             with client:
                 if self.security == "starttls":
                     client.starttls(context=ssl.create_default_context())
@@ -132,6 +130,7 @@ class WebhookSms:
     url: str
     auth: str
     template: str
+    timeout: float
 
     def send(self, to: str, text: str, key: str) -> None:
         body = json.dumps(_fill(json.loads(self.template), {"{to}": to, "{text}": text}))
@@ -140,7 +139,7 @@ class WebhookSms:
             headers["Authorization"] = self.auth
         request = urllib.request.Request(self.url, body.encode(), headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=SEND_TIMEOUT) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 response.read(1024)
         except urllib.error.HTTPError as error:
             raise DeliveryError(
@@ -160,6 +159,7 @@ def email_backend(settings: Settings) -> EmailBackend:
             user=settings.smtp_user,
             password=settings.smtp_password,
             sender=settings.email_from,
+            timeout=settings.send_timeout,
         )
     return FileEmail(Path(settings.outbox) / "email", settings.email_from)
 
@@ -167,7 +167,10 @@ def email_backend(settings: Settings) -> EmailBackend:
 def sms_backend(settings: Settings) -> SmsBackend:
     if settings.sms_webhook_url:
         return WebhookSms(
-            settings.sms_webhook_url, settings.sms_webhook_auth, settings.sms_webhook_body
+            url=settings.sms_webhook_url,
+            auth=settings.sms_webhook_auth,
+            template=settings.sms_webhook_body,
+            timeout=settings.send_timeout,
         )
     return FileSms(Path(settings.outbox) / "sms.jsonl")
 

@@ -112,6 +112,19 @@ class Leave(Message):
 
 @message
 @dataclass(frozen=True)
+class Lock(Message):
+    """Someone inside a room locks it (`locked` true) or unlocks it."""
+
+    type: ClassVar[str] = "lock"
+    locked: bool
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.locked, bool):
+            raise ValueError("locked must be true or false")
+
+
+@message
+@dataclass(frozen=True)
 class EndCall(Message):
     """The clinician ends the consultation for everyone."""
 
@@ -198,6 +211,21 @@ class Error(Message):
     type: ClassVar[str] = "error"
     code: str
     message: str
+
+
+@message
+@dataclass(frozen=True)
+class RoomState(Message):
+    """Who is inside a room's call (`people`: id and name each) and whether it is locked.
+
+    Sent to the clinic's room lists and to everyone in the call whenever it changes; `room` is
+    the room's key (empty for a consultation).
+    """
+
+    type: ClassVar[str] = "room-state"
+    room: str
+    people: list[dict[str, str]]
+    locked: bool
 
 
 # --- web → media node ---------------------------------------------------------------------------

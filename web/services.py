@@ -11,8 +11,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.calls import CallPresence
 from shared.config import Settings
 from shared.db import make_engine, make_sessionmaker
+from shared.guest_sessions import GuestSessions
 from shared.live import LiveState
 from web.hub import ChannelHub
 
@@ -32,6 +34,14 @@ class Services:
     @cached_property
     def live(self) -> LiveState:
         return LiveState(self.redis, self.settings.space_ttl)
+
+    @cached_property
+    def calls(self) -> CallPresence:
+        return CallPresence(self.redis)
+
+    @cached_property
+    def guests(self) -> GuestSessions:
+        return GuestSessions(self.redis)
 
     @cached_property
     def hub(self) -> ChannelHub:

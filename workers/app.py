@@ -9,6 +9,7 @@ import redis
 from celery import Celery, Task
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.calls import CallPresence
 from shared.config import Settings
 from shared.db import make_engine, make_sessionmaker
 from shared.live import LiveState
@@ -16,6 +17,9 @@ from shared.live import LiveState
 ALLOCATE_MEDIA_NODE = "vidclinic.media.allocate_node"
 SWEEP_WAITING_AREAS = "vidclinic.housekeeping.sweep_waiting_areas"
 REAP_MEDIA_NODES = "vidclinic.housekeeping.reap_media_nodes"
+SEND_EMAIL = "vidclinic.notifications.send_email"
+SEND_SMS = "vidclinic.notifications.send_sms"
+REQUEST_PASSWORD_RESET = "vidclinic.notifications.request_password_reset"
 
 
 @dataclass
@@ -28,6 +32,10 @@ class Services:
     def live(self) -> LiveState:
         client = redis.Redis.from_url(self.settings.redis_url, decode_responses=True)
         return LiveState(client, self.settings.space_ttl)
+
+    @cached_property
+    def calls(self) -> CallPresence:
+        return CallPresence(self.live.redis)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
@@ -76,6 +84,6 @@ def create_celery(settings: Settings) -> Celery:
                 "schedule": float(settings.housekeeping_interval),
             },
         },
-        include=["workers.media", "workers.housekeeping"],
+        include=["workers.media", "workers.housekeeping", "workers.notifications"],
     )
     return app

@@ -16,11 +16,13 @@ log = logging.getLogger(__name__)
 def sweep_waiting_areas(task: VidclinicTask) -> int:
     """End spaces nobody has been connected to past the grace period; returns how many.
 
-    A waiting patient who left times out; a call everyone left is abandoned.
+    A waiting patient who left times out; a call everyone left is abandoned; people whose
+    pages vanished from a room are let go (and an emptied room's call ends).
     """
     services = task.services
     live = services.live
     ended = 0
+    services.calls.sweep()
     for clinic_id in live.waiting_area_clinics():
         live.forget_missing_spaces(clinic_id)
         for space_id, reason in live.stale_spaces(clinic_id, services.settings.patient_grace):

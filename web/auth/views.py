@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from marshmallow import fields, validate
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from shared.accounts import authenticate, clinic_by_slug, membership
+from shared.accounts import authenticate, membership
 from shared.errors import TooManyFailedSignIns
 from shared.models import Clinic, Membership
 from web.errors import message_for
@@ -102,10 +102,6 @@ def is_member(user_id: int, clinic_id: int) -> bool:
 
 def member_clinic_or_403(slug: str) -> Clinic:
     """The clinic at `slug` if the signed-in user belongs to it; 404 if none, 403 if not theirs."""
-    session = Services.db()
-    clinic = clinic_by_slug(session, slug)
-    if clinic is None:
-        abort(404)
-    if not current_user.is_authenticated or membership(session, current_user.id, clinic.id) is None:
-        abort(403)
-    return clinic
+    from web.clinic import member_clinic
+
+    return member_clinic(slug)

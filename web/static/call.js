@@ -5,6 +5,7 @@
 const VC = (() => {
   const SLOT_COUNT = 5;
   const MAX_VIDEO_BITRATE = 600000; // the media node does no congestion control: cap at source
+  const SPEAKING_LEVEL = 0.05; // audioLevel (0..1) above which a participant counts as speaking
   const PROTOCOL = 1;
 
   function readConfig(id) {
@@ -145,7 +146,12 @@ const VC = (() => {
         const a = pc.addTransceiver("audio", { direction: "recvonly" });
         const v = pc.addTransceiver("video", { direction: "recvonly" });
         preferVp8(v);
-        slots.push({ stream: new MediaStream([a.receiver.track, v.receiver.track]), participant: null, figure: null });
+        slots.push({
+          stream: new MediaStream([a.receiver.track, v.receiver.track]),
+          audioTrack: a.receiver.track.id,
+          participant: null,
+          figure: null,
+        });
       }
       const offer = pc.createOffer();
       offer.catch(() => {}); // a failure surfaces when the offer is used
@@ -219,6 +225,11 @@ const VC = (() => {
           onFirstFrame(videoEl, () => this.mark("first-frame"));
           const caption = document.createElement("figcaption");
           caption.textContent = next.name;
+          const speaking = document.createElement("span");
+          speaking.className = "speaking-mark";
+          speaking.dataset.speaking = "";
+          speaking.hidden = true;
+          caption.append(" ", speaking);
           figure.append(videoEl, caption);
           this.remotes.append(figure);
           // Phones may refuse to play sound before a tap: play muted and offer the tap.
@@ -229,7 +240,35 @@ const VC = (() => {
           });
           slot.figure = figure;
           slot.participant = next.participant;
+          slot.name = next.name;
         }
+      });
+    }
+
+    /* Mark who is speaking: the loudest remote participant above a threshold, from the audio
+       level the browser measures on what it receives (no decoding on the server). */
+    async showSpeaker(label) {
+      if (!this.pc) return;
+      const levels = new Map();
+      (await this.pc.getStats()).forEach((report) => {
+        if (report.type === "inbound-rtp" && report.kind === "audio" && report.audioLevel !== undefined) {
+          levels.set(report.trackIdentifier, report.audioLevel);
+        }
+      });
+      let loudest = null;
+      this.slots.forEach((slot) => {
+        const level = levels.get(slot.audioTrack) || 0;
+        if (slot.figure && level > SPEAKING_LEVEL && (!loudest || level > loudest.level)) {
+          loudest = { slot, level };
+        }
+      });
+      this.slots.forEach((slot) => {
+        if (!slot.figure) return;
+        const speaking = Boolean(loudest && loudest.slot === slot);
+        slot.figure.classList.toggle("speaking", speaking);
+        const mark = slot.figure.querySelector("[data-speaking]");
+        mark.hidden = !speaking;
+        mark.textContent = speaking ? label.replace("{name}", slot.name) : "";
       });
     }
 
@@ -290,14 +329,39 @@ const VC = (() => {
       call.useLocalMedia(stream);
     });
 
-    function finish() {
+    function finish(text) {
       finished = true;
       call.stop();
       socket.close();
-      document.querySelectorAll(".stage, .controls").forEach((el) => { el.hidden = true; });
-      status.textContent = config.endedText;
+      document.querySelectorAll(".stage, .controls, [data-inside], [data-guest-links]").forEach((el) => { el.hidden = true; });
+      status.textContent = text || config.endedText;
       document.querySelectorAll("[data-after-call]").forEach((el) => { el.hidden = false; });
     }
+
+    // A room: who is inside, and its lock (anyone inside may lock or unlock it).
+    const people = document.querySelector("[data-people]");
+    const lockButton = document.querySelector("[data-action='lock']");
+    const lockState = document.querySelector("[data-lock-state]");
+    function showRoom(state) {
+      if (people) {
+        people.replaceChildren(...state.people.map((person) => {
+          const item = document.createElement("li");
+          item.textContent = person.name;
+          return item;
+        }));
+      }
+      if (lockButton) {
+        lockButton.dataset.locked = String(state.locked);
+        lockButton.textContent = state.locked ? strings.unlock : strings.lock;
+        lockState.textContent = state.locked ? strings.locked : "";
+      }
+    }
+    if (lockButton) {
+      lockButton.addEventListener("click", () => {
+        socket.send({ type: "lock", locked: lockButton.dataset.locked !== "true" });
+      });
+    }
+    setInterval(() => { call.showSpeaker(strings.speaking).catch(() => {}); }, 500);
 
     const socket = openSocket(config.socket, (message) => {
       if (finished) return;
@@ -310,9 +374,12 @@ const VC = (() => {
           break;
         case "answer": call.answer(message.sdp); break;
         case "slots": call.setSlots(message.slots); break;
-        case "ended": finish(); break;
+        case "room-state": showRoom(message); break;
+        case "ended": finish((config.endedTexts || {})[message.reason]); break;
         case "error":
           if (message.code === "forbidden" || message.code === "not-found") finish();
+          // Refused at the door: nothing was set up, and the page says why.
+          else if (message.code === "room-full" || message.code === "room-locked") finish(message.message);
           else status.textContent = strings.error;
           break;
         default: break;

@@ -1,0 +1,162 @@
+"""Guests: someone from outside the team opens a guest link, gives a display name, and is in
+that one room. They see no other page of the clinic."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Blueprint, abort, make_response, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_sock import ConnectionClosed
+
+from shared import audit, keys
+from shared.audit import Action
+from shared.calls import Person
+from shared.errors import RoomFull, RoomLocked
+from shared.guest_sessions import MAX_SESSION_SECONDS, GuestSession
+from shared.models import GuestLink
+from shared.protocol import Lock, Offer, ProtocolError, decode
+from shared.rooms import (
+    MAX_GUEST_NAME,
+    LinkState,
+    link_for_token,
+    link_made_at,
+    link_state,
+    use_link,
+)
+from shared.rooms import room_title as title_of
+from web import sock
+from web.room_call import RoomCall, refuse_entry
+from web.safety import same_origin
+from web.services import Services
+from web.signalling import SocketSession
+from web.validation import StrippedSchema, text_field
+
+bp = Blueprint("guests", __name__)
+
+GUEST_COOKIE = "vc_guest"
+
+
+class GuestNameSchema(StrippedSchema):
+    name = text_field(MAX_GUEST_NAME)
+
+
+def _cookie_path(token: str) -> str:
+    return url_for("guests.guest_entry", token=token)
+
+
+def _session_for(token: str, link: GuestLink) -> GuestSession | None:
+    """This browser's guest session, if it was made from this link."""
+    guest = Services.current().guests.get(request.cookies.get(GUEST_COOKIE, ""))
+    return guest if guest is not None and guest.link_id == link.id else None
+
+
+@bp.route("/g/<token>", methods=["GET", "POST"])
+def guest_entry(token: str) -> ResponseReturnValue:
+    """The guest link: a display name, then the room; or a page saying why it admits nobody."""
+    session = Services.db()
+    link = link_for_token(session, token)
+    if link is None:
+        abort(404)
+    if _session_for(token, link) is not None:
+        return redirect(url_for("guests.guest_room", token=token), 303)
+    state = link_state(link)
+    if state != LinkState.ACTIVE:
+        return render_template("guests/unavailable.html", state=state.value), 410
+    values = {"name": link.guest_name}
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        form = {k: v for k, v in request.form.items() if k != "csrf_token"}
+        data, errors = GuestNameSchema().load_clean(form)
+        values = {"name": request.form.get("name", "")[:MAX_GUEST_NAME]}
+        if not errors:
+            return _admit(token, link, data["name"])
+    return render_template(
+        "guests/entry.html", values=values, errors=errors, title=title_of(link.room)
+    ), (400 if errors else 200)
+
+
+def _admit(token: str, link: GuestLink, name: str) -> ResponseReturnValue:
+    session = Services.db()
+    if not use_link(session, link):
+        session.rollback()
+        return render_template("guests/unavailable.html", state=link_state(link).value), 410
+    room = link.room
+    audit.record(session, room.clinic_id, Action.ROOM_ENTERED, name, title_of(room))
+    session.commit()
+    expires = link.expires_at if link.expires_at.tzinfo else link.expires_at.replace(tzinfo=dt.UTC)
+    guest_token = Services.current().guests.create(
+        name, room.clinic_id, room.key, link.id, link_made_at(link), expires.timestamp()
+    )
+    response = make_response(redirect(url_for("guests.guest_room", token=token), 303))
+    response.set_cookie(
+        GUEST_COOKIE,
+        guest_token,
+        max_age=MAX_SESSION_SECONDS,
+        path=_cookie_path(token),
+        httponly=True,
+        samesite="Strict",
+        secure=Services.current().settings.secure_cookies,
+    )
+    return response
+
+
+@bp.get("/g/<token>/room")
+def guest_room(token: str) -> ResponseReturnValue:
+    session = Services.db()
+    link = link_for_token(session, token)
+    if link is None:
+        abort(404)
+    guest = _session_for(token, link)
+    if guest is None:
+        return redirect(url_for("guests.guest_entry", token=token))
+    services = Services.current()
+    return render_template(
+        "guests/room.html",
+        title=title_of(link.room),
+        guest=guest,
+        state=services.calls.state(guest.room_key),
+        socket_url=url_for("guests.guest_socket", token=token),
+        ice_servers=list(services.settings.ice_servers),
+    )
+
+
+@sock.route("/g/<token>/ws", bp=bp)
+def guest_socket(ws: object, token: str) -> None:
+    """A guest inside their room: admission, signalling, lock; cut off when the link is revoked."""
+    services = Services.current()
+    session = SocketSession(ws, services.hub)
+    link = link_for_token(Services.db(), token) if same_origin() else None
+    guest = _session_for(token, link) if link is not None else None
+    Services.release_db()
+    if guest is None:
+        session.error("forbidden", "this guest link does not open this room")
+        session.close_socket()
+        return
+    person = Person(guest.participant, guest.name, "guest")
+    call = RoomCall(services, session, guest.room_key, guest.clinic_id, person, guest.link_made_at)
+    try:
+        session.subscribe(keys.guest_link_events(guest.link_id))
+        call.enter()
+    except (RoomFull, RoomLocked) as refused:
+        refuse_entry(session, refused)
+        return
+    guest_cookie = request.cookies.get(GUEST_COOKIE, "")
+    try:
+        while call.present() and services.guests.get(guest_cookie) is not None:
+            raw = session.receive()
+            if raw is None:
+                continue
+            try:
+                message = decode(raw, Offer, Lock)
+            except ProtocolError as exc:
+                session.error("bad-message", str(exc))
+                continue
+            if isinstance(message, Offer):
+                call.offer(message)
+            elif isinstance(message, Lock):
+                call.lock(message.locked)
+    except ConnectionClosed:
+        pass
+    finally:
+        call.leave()

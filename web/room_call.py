@@ -1,0 +1,98 @@
+"""One person's socket inside a room's call, member or guest: what both kinds of socket share.
+
+Entering opens the room's call if nobody is inside (and places it on a media node), admits
+the person — six at most, the lock respected — before any media is set up, then relays the
+call's events and this participant's signalling. Leaving takes them out; the last one out
+ends the call.
+"""
+
+from __future__ import annotations
+
+from shared.calls import Person
+from shared.errors import RoomFull, RoomLocked, VidclinicError
+from shared.protocol import Offer
+from web.i18n import gettext as _
+from web.services import Services
+from web.signalling import (
+    SocketSession,
+    forward,
+    join_call_channels,
+    leave_node,
+    relay_offer,
+)
+from workers.app import ALLOCATE_MEDIA_NODE
+
+#: Attempts to enter a room whose call ends at the very moment one enters.
+ENTRY_ATTEMPTS = 3
+
+
+class RoomCall:
+    """A participant's place in a room's call, for the life of their socket."""
+
+    def __init__(
+        self,
+        services: Services,
+        session: SocketSession,
+        room_key: str,
+        clinic_id: int,
+        person: Person,
+        link_made_at: float | None = None,
+    ) -> None:
+        self.services = services
+        self.session = session
+        self.room_key = room_key
+        self.clinic_id = clinic_id
+        self.person = person
+        self.link_made_at = link_made_at
+        self.call_id = ""
+
+    def enter(self) -> None:
+        """Take a place in the room's call; raises RoomFull or RoomLocked (nothing set up)."""
+        calls = self.services.calls
+        for _attempt in range(ENTRY_ATTEMPTS):
+            call_id, opened = calls.open_room_call(self.room_key, self.clinic_id)
+            try:
+                calls.admit(call_id, self.person, self.link_made_at)
+            except KeyError:
+                continue  # the call ended as we came in: open the next one
+            if opened and self.services.live.place_call(call_id) is None:
+                self.services.celery.send_task(ALLOCATE_MEDIA_NODE, args=[call_id])
+            self.call_id = call_id
+            break
+        else:
+            raise RoomFull(capacity=0)
+        join_call_channels(self.session, self.services.live, self.call_id, self.person.participant)
+        self.session.start_relay(forward)
+        self.session.send(calls.state(self.room_key))
+
+    def present(self) -> bool:
+        """Refresh this person's presence; False once the call has ended."""
+        return self.services.calls.touch(self.call_id, self.person.participant)
+
+    def offer(self, offer: Offer) -> None:
+        live = self.services.live
+        relay_offer(
+            self.session, live, self.call_id, self.person.participant, self.person.name, offer
+        )
+
+    def lock(self, locked: bool) -> bool:
+        """Lock or unlock the room; True when it changed."""
+        return self.services.calls.set_locked(self.call_id, locked)
+
+    def leave(self) -> None:
+        self.session.close()
+        if self.call_id:
+            leave_node(self.session, self.services.live, self.call_id, self.person.participant)
+            self.services.calls.leave(self.call_id, self.person.participant)
+
+
+def refuse_entry(session: SocketSession, refused: VidclinicError) -> None:
+    """Tell the browser why it cannot come in, then close; it sets nothing up."""
+    if isinstance(refused, RoomLocked):
+        text = _("This room is locked. Ask someone inside to unlock it.")
+    elif isinstance(refused, RoomFull) and refused.capacity:
+        text = _("This room is full (%(count)s participants).", count=refused.capacity)
+    else:
+        text = _("Something went wrong. Please try again.")
+    session.error(refused.code, text)
+    session.close_socket()

@@ -1,0 +1,107 @@
+"""Sending email and SMS: retried with back-off, and sent once however often a task is delivered.
+
+Tasks are acknowledged late, so a killed worker's task runs again, and a broker may deliver one
+twice. Each delivery therefore carries an id: a Redis key marks it sent (a repeat sends
+nothing), and a short lock keeps two attempts from sending at the same moment. The message
+text travels only in the task (it may hold a link's token); SQL keeps where it went and how it
+went (`Delivery`), which the member sees as "Queued", "Sent" or "Failed: …".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from collections.abc import Callable
+
+from celery import shared_task
+
+from shared import keys
+from shared.accounts import user_by_email
+from shared.models import Delivery, DeliveryState
+from shared.notifications import DeliveryError, Email, email_backend, sms_backend
+from shared.team import start_reset
+from workers.app import REQUEST_PASSWORD_RESET, SEND_EMAIL, SEND_SMS, VidclinicTask
+
+log = logging.getLogger(__name__)
+
+#: Attempts before a delivery counts as failed: back-off 5 s, 10 s, 20 s … up to 5 minutes.
+MAX_ATTEMPTS = 8
+
+
+@shared_task(name=SEND_EMAIL, bind=True, max_retries=MAX_ATTEMPTS)
+def send_email(task: VidclinicTask, delivery_id: int, to: str, subject: str, text: str) -> str:
+    backend = email_backend(task.services.settings)
+    return _deliver(task, delivery_id, lambda key: backend.send(Email(to, subject, text), key))
+
+
+@shared_task(name=SEND_SMS, bind=True, max_retries=MAX_ATTEMPTS)
+def send_sms(task: VidclinicTask, delivery_id: int, to: str, text: str) -> str:
+    backend = sms_backend(task.services.settings)
+    return _deliver(task, delivery_id, lambda key: backend.send(to, text, key))
+
+
+@shared_task(name=REQUEST_PASSWORD_RESET, bind=True)
+def request_password_reset(
+    task: VidclinicTask, email: str, subject: str, text: str, placeholder: str
+) -> str:
+    """Send a reset link if the email has an account; nothing otherwise (the web, which answers
+    the same either way, never learns which)."""
+    moment = dt.datetime.now(dt.UTC)
+    with task.services.sessions.begin() as session:
+        user = user_by_email(session, email)
+        if user is None:
+            return "unknown"
+        token = start_reset(session, user)
+        delivery = Delivery(
+            channel="email",
+            purpose="password-reset",
+            recipient=user.email,
+            state=DeliveryState.QUEUED,
+            error="",
+            created_at=moment,
+            updated_at=moment,
+        )
+        session.add(delivery)
+        session.flush()
+        delivery_id, recipient = delivery.id, user.email
+    send_email.delay(delivery_id, recipient, subject, text.replace(placeholder, token))
+    return "sent"
+
+
+def _deliver(task: VidclinicTask, delivery_id: int, send: Callable[[str], None]) -> str:
+    """Send once; returns what happened (`sent`, `already-sent`, `failed`)."""
+    redis = task.services.live.redis
+    sent_key, lock_key = keys.delivery_sent(delivery_id), keys.delivery_sending(delivery_id)
+    if redis.exists(sent_key):
+        _record(task, delivery_id, DeliveryState.SENT)
+        return "already-sent"
+    lock_seconds = 2 * task.services.settings.send_timeout
+    if not redis.set(lock_key, task.request.id or "-", nx=True, ex=lock_seconds):
+        # Another attempt is sending right now, or died sending: look again once its lock
+        # has lapsed.
+        raise task.retry(countdown=lock_seconds, max_retries=MAX_ATTEMPTS + 10)
+    try:
+        send(f"vidclinic-delivery-{delivery_id}")
+    except DeliveryError as failed:
+        redis.delete(lock_key)
+        if failed.permanent or task.request.retries >= MAX_ATTEMPTS:
+            log.warning("delivery %s failed: %s", delivery_id, failed.reason)
+            _record(task, delivery_id, DeliveryState.FAILED, failed.reason)
+            return "failed"
+        _record(task, delivery_id, DeliveryState.QUEUED, failed.reason)
+        backoff = min(300, 5 * 2**task.request.retries) * random.uniform(0.8, 1.2)
+        raise task.retry(countdown=backoff) from None
+    redis.set(sent_key, "1", ex=keys.DELIVERY_SENT_TTL)
+    redis.delete(lock_key)
+    _record(task, delivery_id, DeliveryState.SENT)
+    return "sent"
+
+
+def _record(task: VidclinicTask, delivery_id: int, state: DeliveryState, error: str = "") -> None:
+    with task.services.sessions.begin() as session:
+        delivery = session.get(Delivery, delivery_id)
+        if delivery is not None:
+            delivery.state = state
+            delivery.error = error[:200]
+            delivery.updated_at = dt.datetime.now(dt.UTC)
