@@ -22,6 +22,11 @@ LOCKABLE = Account("lockable@demo.example", "lockable-password-1", "Dr Lockable"
 BURST = Account("burst@demo.example", "burst-password-12", "Dr Burst")
 REMOVABLE = Account("removable@demo.example", "removable-password", "Dr Removable")
 OTHER_CLINICIAN = Account("other@other.example", "other-password-123", "Dr Other Clinic")
+ADMIN = Account("admin@demo.example", "admin-password-123", "Iryna Admin")
+#: Members who only fill a room in the room tests.
+FIFTH = Account("fifth@demo.example", "fifth-password-123", "Dr Fifth")
+SIXTH = Account("sixth@demo.example", "sixth-password-123", "Dr Sixth")
+SEVENTH = Account("seventh@demo.example", "seventh-password-1", "Dr Seventh")
 
 
 def seed(database_url: str) -> None:
@@ -37,8 +42,12 @@ def seed(database_url: str) -> None:
             (BURST, "demo"),
             (REMOVABLE, "demo"),
             (OTHER_CLINICIAN, "other"),
+            (FIFTH, "demo"),
+            (SIXTH, "demo"),
+            (SEVENTH, "demo"),
         ):
             create_user(
                 session, account.email, account.password, account.name, clinic, Role.CLINICIAN
             )
+        create_user(session, ADMIN.email, ADMIN.password, ADMIN.name, "demo", Role.ADMIN)
     engine.dispose()

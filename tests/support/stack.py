@@ -18,6 +18,7 @@ import requests
 
 from shared.redis_server import EmbeddedRedis, free_port
 from tests.support.accounts import seed
+from tests.support.mail import MailSink
 
 SECRET = "test-secret-key-0123456789"
 
@@ -48,6 +49,7 @@ class Stack:
     root: Path
     redis_server: EmbeddedRedis
     database_url: str
+    mail: MailSink
     port: int = field(default_factory=free_port)
     processes: dict[str, Process] = field(default_factory=dict)
 
@@ -72,6 +74,11 @@ class Stack:
             "VIDCLINIC_HOUSEKEEPING_INTERVAL": "1",
             "VIDCLINIC_ENTRY_RATE": "100000",
             "VIDCLINIC_SIGN_IN_ATTEMPTS": "5",
+            "VIDCLINIC_SMTP_HOST": "127.0.0.1",
+            "VIDCLINIC_SMTP_PORT": str(self.mail.port),
+            "VIDCLINIC_SMTP_SECURITY": "none",
+            "VIDCLINIC_SEND_TIMEOUT": "2",
+            "VIDCLINIC_OUTBOX": str(self.root / "outbox"),
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -126,7 +133,8 @@ def running_stack(root: Path, beat: bool = True) -> Iterator[Stack]:
     redis_server = EmbeddedRedis(root / "redis", persist=True).start()
     database_url = f"sqlite:///{root / 'vidclinic.sqlite3'}"
     seed(database_url)
-    system = Stack(root=root, redis_server=redis_server, database_url=database_url)
+    mail = MailSink().start()
+    system = Stack(root=root, redis_server=redis_server, database_url=database_url, mail=mail)
     try:
         system.start_web()
         system.start_media()
@@ -137,6 +145,7 @@ def running_stack(root: Path, beat: bool = True) -> Iterator[Stack]:
     finally:
         system.stop_all()
         redis_server.stop()
+        mail.stop()
 
 
 def answers(url: str) -> bool:

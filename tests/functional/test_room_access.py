@@ -1,0 +1,286 @@
+"""Who may open what: every room, team, link and audit route and every room socket, for every
+kind of visitor, exactly as the rules say — and a refused visitor learns nothing of the room.
+
+Rules: members of a clinic enter its meeting rooms; only its owner enters a user room as a
+member; admins alone manage rooms, the team, the settings and the audit log; a guest opens the
+one room their link is for and nothing else; a patient's token opens no staff page; an expired,
+revoked or used link admits nobody.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import requests
+
+from shared.models import GuestLink
+from tests.support.accounts import ADMIN, CLINICIAN, OTHER_CLINICIAN, SECOND_CLINICIAN
+from tests.support.database import session_for
+from tests.support.http import Socket, csrf_token, enter, signed_in
+from tests.support.stack import Stack
+
+ROOM_NAME = "Matrix room"
+OTHER_ROOM_NAME = "Elsewhere room"
+
+
+@dataclass
+class World:
+    room: str  # path of the meeting room
+    other_room: str
+    user_room: str  # path of CLINICIAN's user room
+    links: dict[str, str]  # kind of link → its address
+    link_ids: dict[str, int]
+    visitors: dict[str, requests.Session]
+
+
+def _room_path(session: requests.Session, stack: Stack, name: str) -> str:
+    page = session.get(f"{stack.url}/clinics/demo/rooms", timeout=10).text
+    match = re.search(
+        r'href="(/clinics/demo/rooms/[^"/]+)"[^>]*aria-label="Enter room ' + name, page
+    )
+    assert match, page[:1500]
+    return match.group(1)
+
+
+def _link(session: requests.Session, stack: Stack, room: str, **fields: object) -> tuple[str, int]:
+    token = csrf_token(session, f"{stack.url}{room}")
+    made = session.post(
+        f"{stack.url}{room}/links", json=fields, headers={"X-CSRFToken": token}, timeout=10
+    ).json()
+    return made["url"], made["link"]["id"]
+
+
+def _guest(url: str, name: str) -> requests.Session:
+    guest = requests.Session()
+    token = csrf_token(guest, url)
+    response = guest.post(url, data={"csrf_token": token, "name": name}, timeout=10)
+    assert response.url.endswith("/room"), response.status_code
+    return guest
+
+
+@pytest.fixture(scope="module")
+def world(stack: Stack) -> Iterator[World]:
+    admin = signed_in(stack, ADMIN.email, ADMIN.password)
+    for name in (ROOM_NAME, OTHER_ROOM_NAME):
+        token = csrf_token(admin, f"{stack.url}/clinics/demo/rooms")
+        admin.post(
+            f"{stack.url}/clinics/demo/rooms", data={"csrf_token": token, "name": name}, timeout=10
+        )
+    room, other_room = (
+        _room_path(admin, stack, ROOM_NAME),
+        _room_path(admin, stack, OTHER_ROOM_NAME),
+    )
+    team = admin.get(f"{stack.url}/clinics/demo/team", timeout=10).text
+    owner_id = re.search(
+        r'/team/(\d+)/user-room"[^>]*>\s*<input[^>]*>\s*<button[^>]*Give Dr Olena', team
+    )
+    assert owner_id, "no Give user room for the clinician"
+    token = csrf_token(admin, f"{stack.url}/clinics/demo/team")
+    admin.post(
+        f"{stack.url}/clinics/demo/team/{owner_id.group(1)}/user-room",
+        data={"csrf_token": token},
+        timeout=10,
+    )
+    owner = signed_in(stack, CLINICIAN.email, CLINICIAN.password)
+    menu = owner.get(f"{stack.url}/clinics/demo/rooms", timeout=10).text
+    user_room = re.search(
+        r'href="(/clinics/demo/rooms/[^"/]+)">' + re.escape(CLINICIAN.name) + r" \(your room\)",
+        menu,
+    )
+    assert user_room, menu[:1500]
+
+    links, ids = {}, {}
+    for kind, (target, fields) in {
+        "this": (room, {}),
+        "other": (other_room, {}),
+        "expired": (room, {}),
+        "revoked": (room, {}),
+        "used": (room, {"single_use": True}),
+    }.items():
+        links[kind], ids[kind] = _link(admin, stack, target, **fields)
+    with session_for(stack.database_url) as session:
+        expired = session.get(GuestLink, ids["expired"])
+        assert expired is not None
+        expired.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+        session.commit()
+    token = csrf_token(admin, f"{stack.url}{room}")
+    admin.post(
+        f"{stack.url}{room}/links/{ids['revoked']}/revoke",
+        headers={"X-CSRFToken": token},
+        json={},
+        timeout=10,
+    )
+    _guest(links["used"], "Used Once")
+
+    patient, _ = enter(
+        stack, {"first_name": "Pavlo", "last_name": "Matrix", "phone": "+380 67 111 2233"}
+    )
+    yield World(
+        room=room,
+        other_room=other_room,
+        user_room=user_room.group(1),
+        links=links,
+        link_ids=ids,
+        visitors={
+            "signed out": requests.Session(),
+            "patient": patient,
+            "guest of this room": _guest(links["this"], "Guest Here"),
+            "guest of another room": _guest(links["other"], "Guest There"),
+            "other clinic": signed_in(stack, OTHER_CLINICIAN.email, OTHER_CLINICIAN.password),
+            "member": signed_in(stack, SECOND_CLINICIAN.email, SECOND_CLINICIAN.password),
+            "owner": owner,
+            "admin": admin,
+        },
+    )
+
+
+#: What each visitor gets. `page` a 200, `login` the sign-in page, `forbidden` a 403.
+STAFF_ONLY = {
+    "signed out": "login",
+    "patient": "login",
+    "guest of this room": "login",
+    "guest of another room": "login",
+    "other clinic": "forbidden",
+}
+MEMBERS = {**STAFF_ONLY, "member": "page", "owner": "page", "admin": "page"}
+ADMINS = {**STAFF_ONLY, "member": "forbidden", "owner": "forbidden", "admin": "page"}
+OWNER = {**STAFF_ONLY, "member": "forbidden", "owner": "page", "admin": "forbidden"}
+
+GET_ROUTES = {
+    "room list": ("/clinics/demo/rooms", MEMBERS),
+    "meeting room": ("{room}", MEMBERS),
+    "meeting room links": ("{room}/links", MEMBERS),
+    "user room": ("{user_room}", OWNER),
+    "user room links": ("{user_room}/links", OWNER),
+    "team": ("/clinics/demo/team", ADMINS),
+    "settings": ("/clinics/demo/settings", ADMINS),
+    "audit log": ("/clinics/demo/audit", ADMINS),
+}
+
+
+def _outcome(response: requests.Response) -> str:
+    if response.status_code == 403:
+        return "forbidden"
+    if "/login" in response.url:
+        return "login"
+    if response.status_code in (200, 201, 202) or (300 <= response.status_code < 400):
+        return "page"
+    return str(response.status_code)
+
+
+@pytest.mark.parametrize("route", list(GET_ROUTES))
+@pytest.mark.parametrize("visitor", list(MEMBERS))
+def test_pages(stack: Stack, world: World, route: str, visitor: str) -> None:
+    path, rules = GET_ROUTES[route]
+    url = stack.url + path.format(room=world.room, user_room=world.user_room)
+    response = world.visitors[visitor].get(url, timeout=10)
+    assert _outcome(response) == rules[visitor]
+    if rules[visitor] != "page":
+        assert ROOM_NAME not in response.text and CLINICIAN.name not in response.text
+
+
+def _post(
+    visitor: requests.Session, stack: Stack, url: str, data: dict[str, str]
+) -> requests.Response:
+    """A form post with a CSRF token from a page the visitor can open (the sign-in page)."""
+    token = csrf_token(visitor, f"{stack.url}/login")
+    return visitor.post(url, data={"csrf_token": token, **data}, allow_redirects=True, timeout=10)
+
+
+POST_ROUTES = {
+    "create room": ("/clinics/demo/rooms", {"name": "Made by the admin"}, ADMINS),
+    "rename room": ("{room}/rename", {"name": ROOM_NAME}, ADMINS),
+    "invite member": (
+        "/clinics/demo/team/invite",
+        {"email": "x@example.org", "role": "admin"},
+        ADMINS,
+    ),
+    "create link": ("{room}/links", {"hours": "1"}, MEMBERS),
+    "create user-room link": ("{user_room}/links", {"hours": "1"}, OWNER),
+    "revoke link": ("{room}/links/{revoked}/revoke", {}, MEMBERS),
+}
+
+
+@pytest.mark.parametrize("route", list(POST_ROUTES))
+@pytest.mark.parametrize("visitor", list(MEMBERS))
+def test_changes(stack: Stack, world: World, route: str, visitor: str) -> None:
+    path, data, rules = POST_ROUTES[route]
+    url = stack.url + path.format(
+        room=world.room, user_room=world.user_room, revoked=world.link_ids["revoked"]
+    )
+    response = _post(world.visitors[visitor], stack, url, data)
+    assert _outcome(response) == rules[visitor], response.text[:300]
+
+
+SOCKETS = {"meeting room": ("{room}/ws", MEMBERS), "user room": ("{user_room}/ws", OWNER)}
+
+
+@pytest.mark.parametrize("route", list(SOCKETS))
+@pytest.mark.parametrize("visitor", list(MEMBERS))
+def test_room_sockets(stack: Stack, world: World, route: str, visitor: str) -> None:
+    path, rules = SOCKETS[route]
+    socket = Socket(
+        stack, path.format(room=world.room, user_room=world.user_room), world.visitors[visitor]
+    )
+    try:
+        first = socket.receive()
+        if rules[visitor] == "page":
+            assert first["type"] in ("room-state", "media-ready")
+        else:
+            assert first == {**first, "type": "error", "code": "forbidden"}
+            assert socket.closed_by_server()
+    finally:
+        socket.close()
+
+
+@pytest.mark.parametrize(
+    ("visitor", "admitted"),
+    [(name, name == "guest of this room") for name in MEMBERS],
+)
+def test_the_guest_socket_and_room_open_only_for_this_links_guest(
+    stack: Stack, world: World, visitor: str, admitted: bool
+) -> None:
+    session = world.visitors[visitor]
+    link = world.links["this"]
+    page = session.get(f"{link}/room", timeout=10)
+    assert (page.url.endswith("/room") and page.status_code == 200) is admitted
+    socket = Socket(stack, re.sub(r"^https?://[^/]+", "", link) + "/ws", session)
+    try:
+        first = socket.receive()
+        assert (first["type"] != "error") is admitted, first
+    finally:
+        socket.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [("expired", "expired"), ("revoked", "revoked"), ("used", "already been used")],
+)
+def test_an_expired_revoked_or_used_link_says_which_and_admits_nobody(
+    stack: Stack, world: World, kind: str, says: str
+) -> None:
+    visitor = requests.Session()
+    response = visitor.get(world.links[kind], timeout=10)
+    assert response.status_code == 410
+    assert says in response.text and ROOM_NAME not in response.text
+    token = csrf_token(visitor, f"{stack.url}/login")
+    tried = visitor.post(world.links[kind], data={"csrf_token": token, "name": "Late"}, timeout=10)
+    assert tried.status_code == 410
+    assert "vc_guest" not in visitor.cookies
+
+
+def test_a_guest_sees_no_page_of_the_clinic_but_the_room(stack: Stack, world: World) -> None:
+    guest = world.visitors["guest of this room"]
+    page = guest.get(f"{world.links['this']}/room", timeout=10).text
+    assert ROOM_NAME in page
+    assert 'aria-label="Clinic"' not in page and "/clinics/demo" not in page
+    assert "Create guest link" not in page
+
+
+def test_an_unknown_room_is_not_found_for_members(stack: Stack, world: World) -> None:
+    member = world.visitors["member"]
+    assert member.get(f"{stack.url}/clinics/demo/rooms/nosuchroom", timeout=10).status_code == 404
