@@ -48,7 +48,8 @@ class EntryRateLimited(VidclinicError):
 
 
 class TooManyFailedSignIns(VidclinicError):
-    """Sign-in is paused for this account or address; retry after `retry_after` seconds."""
+    """This sign-in attempt must wait (too many from here, or from this device); retry after
+    `retry_after` seconds."""
 
     code = "too-many-sign-ins"
 
@@ -63,3 +64,14 @@ class CloseReason(StrEnum):
     CLINICIAN_ENDED = "clinician-ended"
     PATIENT_LEFT = "patient-left"
     PATIENT_TIMED_OUT = "patient-timed-out"
+
+
+class SocketCloseReason(StrEnum):
+    """Why the server closed a browser's socket (the `code` of the `error` it gets first)."""
+
+    #: The same patient token or team member opened a newer socket past the cap.
+    REPLACED = "replaced"
+    #: The member was removed from a clinic or given another role: reconnect to re-check.
+    ACCESS_CHANGED = "access-changed"
+    #: The session signed out or its lifetime ran out.
+    SIGNED_OUT = "signed-out"

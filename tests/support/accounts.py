@@ -22,6 +22,14 @@ LOCKABLE = Account("lockable@demo.example", "lockable-password-1", "Dr Lockable"
 BURST = Account("burst@demo.example", "burst-password-12", "Dr Burst")
 REMOVABLE = Account("removable@demo.example", "removable-password", "Dr Removable")
 OTHER_CLINICIAN = Account("other@other.example", "other-password-123", "Dr Other Clinic")
+DEPARTING = Account("departing@demo.example", "departing-password", "Dr Departing")
+PROMOTED = Account("promoted@demo.example", "promoted-password-1", "Dr Promoted")
+GUESSED = Account("guessed@demo.example", "guessed-password-12", "Dr Guessed")
+#: Team members who each hold several open dashboards at once.
+WATCHERS = tuple(
+    Account(f"watcher{i}@demo.example", f"watcher-password-{i}", f"Dr Watcher {i}")
+    for i in range(4)
+)
 
 
 def seed(database_url: str) -> None:
@@ -37,6 +45,10 @@ def seed(database_url: str) -> None:
             (BURST, "demo"),
             (REMOVABLE, "demo"),
             (OTHER_CLINICIAN, "other"),
+            (DEPARTING, "demo"),
+            (PROMOTED, "demo"),
+            (GUESSED, "demo"),
+            *((watcher, "demo") for watcher in WATCHERS),
         ):
             create_user(
                 session, account.email, account.password, account.name, clinic, Role.CLINICIAN

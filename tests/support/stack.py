@@ -50,6 +50,8 @@ class Stack:
     database_url: str
     port: int = field(default_factory=free_port)
     processes: dict[str, Process] = field(default_factory=dict)
+    #: Settings every process of this stack gets on top of the test defaults.
+    overrides: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -70,8 +72,10 @@ class Stack:
             "VIDCLINIC_PATIENT_GRACE": "8",
             "VIDCLINIC_HOUSEKEEPING_INTERVAL": "1",
             "VIDCLINIC_ENTRY_RATE": "100000",
+            "VIDCLINIC_CLINIC_ENTRY_RATE": "100000",
             "VIDCLINIC_SIGN_IN_ATTEMPTS": "5",
             "PYTHONUNBUFFERED": "1",
+            **self.overrides,
         }
 
     def redis(self) -> redis.Redis:
@@ -120,12 +124,19 @@ class Stack:
 
 
 @contextmanager
-def running_stack(root: Path, beat: bool = True) -> Iterator[Stack]:
+def running_stack(
+    root: Path, beat: bool = True, overrides: dict[str, str] | None = None
+) -> Iterator[Stack]:
     """A fresh Redis and database with the test accounts, and every process started."""
     redis_server = EmbeddedRedis(root / "redis", persist=True).start()
     database_url = f"sqlite:///{root / 'vidclinic.sqlite3'}"
     seed(database_url)
-    system = Stack(root=root, redis_server=redis_server, database_url=database_url)
+    system = Stack(
+        root=root,
+        redis_server=redis_server,
+        database_url=database_url,
+        overrides=overrides or {},
+    )
     try:
         system.start_web()
         system.start_media()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_required
 from marshmallow import fields, validate
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -11,6 +12,8 @@ from werkzeug.wrappers import Response
 from shared.accounts import authenticate, clinic_by_slug, membership
 from shared.errors import TooManyFailedSignIns
 from shared.models import Clinic, Membership
+from web.auth import sessions
+from web.auth.devices import known_device, remember_device
 from web.errors import message_for
 from web.i18n import gettext as _
 from web.i18n import lazy_gettext as _l
@@ -44,8 +47,11 @@ class LoginSchema(StrippedSchema):
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> str | Response | tuple[str, int]:
-    """The sign-in page; a wrong email or password gets one plain message, not which was wrong."""
+def login() -> ResponseReturnValue:
+    """The sign-in page; a wrong email or password gets one plain message, not which was wrong.
+
+    An attempt that must wait gets 429 with Retry-After, before any password is checked.
+    """
     if request.method == "GET":
         return render_template("auth/login.html", values={}, errors={})
     form = {k: v for k, v in request.form.items() if k != "csrf_token"}
@@ -55,28 +61,34 @@ def login() -> str | Response | tuple[str, int]:
         return render_template("auth/login.html", values=values, errors=errors), 400
     services = Services.current()
     address = request.remote_addr or "-"
+    device = known_device(data["email"])
     try:
-        services.live.begin_sign_in(data["email"], address, services.settings.sign_in_attempts)
+        services.throttle.begin_sign_in(
+            data["email"], address, services.settings.sign_in_attempts, device
+        )
     except TooManyFailedSignIns as paused:
         page = render_template(
             "auth/login.html", values=values, errors={}, failure=message_for(paused)
         )
-        return page, 429
+        return page, 429, {"Retry-After": str(paused.retry_after)}
     session = Services.db()
     user = authenticate(session, data["email"], data["password"])
     if user is None:
         message = _("The email or password is not correct.")
         return render_template("auth/login.html", values=values, errors={}, failure=message), 400
     session.commit()
-    services.live.sign_in_succeeded(data["email"], address)
-    login_user(user)
-    return redirect(local_target(request.args.get("next", "")) or url_for("auth.home"))
+    services.throttle.sign_in_succeeded(data["email"], address, device)
+    sessions.start(user)
+    response = redirect(local_target(request.args.get("next", "")) or url_for("auth.home"))
+    remember_device(response, data["email"])
+    return response
 
 
 @bp.post("/logout")
 @login_required
 def logout() -> Response:
-    logout_user()
+    """Sign out: the session ends for every copy of its cookie, and its sockets close."""
+    sessions.end(current_user.id)
     return redirect(url_for("auth.login"))
 
 
@@ -94,9 +106,13 @@ def home() -> str | Response:
     return render_template("auth/home.html", clinics=clinics)
 
 
-def is_member(user_id: int, clinic_id: int) -> bool:
-    """Whether the user still belongs to the clinic, asked afresh (sockets outlive requests)."""
-    with Services.current().sessions() as session:
+def may_still_act(user_id: int, clinic_id: int, session_hash: str) -> bool:
+    """Whether the user's session still lasts and they still belong to the clinic, asked afresh
+    (sockets outlive requests)."""
+    services = Services.current()
+    if sessions.user_of(services.socket_redis, session_hash) != user_id:
+        return False
+    with services.sessions() as session:
         return membership(session, user_id, clinic_id) is not None
 
 

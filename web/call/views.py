@@ -7,13 +7,15 @@ from flask_login import current_user, login_required
 from flask_sock import ConnectionClosed
 from werkzeug.exceptions import Forbidden, HTTPException
 
+from shared import keys
 from shared.consultations import end_consultation
 from shared.errors import CloseReason
 from shared.live import Call
 from shared.models import Clinic
-from shared.protocol import EndCall, Offer, ProtocolError, decode
+from shared.protocol import EndCall, Offer
 from web import sock
-from web.auth.views import is_member, member_clinic_or_403
+from web.auth import sessions
+from web.auth.views import may_still_act, member_clinic_or_403
 from web.services import Services
 from web.signalling import (
     SocketSession,
@@ -56,10 +58,13 @@ def call_page(slug: str, call_id: str) -> str:
 
 @sock.route("/clinics/<slug>/calls/<call_id>/ws", bp=bp)
 def call_socket(ws: object, slug: str, call_id: str) -> None:
-    """Signalling for the clinician in a call; "end-call" ends the consultation for everyone."""
+    """Signalling for the clinician in a call; "end-call" ends the consultation for everyone.
+
+    The socket closes as soon as the member's access changes or their session ends.
+    """
     services = Services.current()
-    live = services.live
-    session = SocketSession(ws, services.hub)
+    live = services.socket_live
+    session = SocketSession(ws, services.hub, services.sockets)
     try:
         require_same_origin()
         clinic, call = _own_call_or_error(slug, call_id)
@@ -68,8 +73,15 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
         return
     clinic_id, user_id = clinic.id, current_user.id
     participant, name = f"u{user_id}", current_user.display_name
+    signed_in = sessions.current()
     Services.release_db()
     try:
+        session.claim(
+            keys.user_owner(user_id),
+            services.settings.sockets_per_user,
+            session=signed_in,
+            seconds_left=sessions.seconds_left(services.socket_redis, signed_in),
+        )
         join_call_channels(session, live, call_id, participant)
         session.start_relay(forward)
         while True:
@@ -78,12 +90,10 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
                 if live.get_call(call_id) is None:
                     break
                 continue
-            try:
-                message = decode(raw, Offer, EndCall)
-            except ProtocolError as exc:
-                session.error("bad-message", str(exc))
+            message = session.decode(raw, Offer, EndCall)
+            if message is None:
                 continue
-            if not is_member(user_id, clinic_id):
+            if not may_still_act(user_id, clinic_id, signed_in):
                 refuse(session, Forbidden())
                 break
             if isinstance(message, Offer):

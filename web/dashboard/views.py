@@ -11,9 +11,10 @@ from werkzeug.exceptions import Forbidden, HTTPException
 
 from shared import keys
 from shared.errors import SpaceAlreadyClaimed, SpaceNotFound
-from shared.protocol import Join, Joined, ProtocolError, WaitingArea, decode
+from shared.protocol import Join, Joined, WaitingArea
 from web import sock
-from web.auth.views import is_member, member_clinic_or_403
+from web.auth import sessions
+from web.auth.views import may_still_act, member_clinic_or_403
 from web.errors import message_for
 from web.services import Services
 from web.signalling import SocketSession, forward, refuse, require_same_origin
@@ -36,10 +37,13 @@ def waiting_area(slug: str) -> str:
 
 @sock.route("/clinics/<slug>/waiting-area/ws", bp=bp)
 def waiting_area_socket(ws: object, slug: str) -> None:
-    """Cards for every waiting patient, then each change as it happens; "join" claims one."""
+    """Cards for every waiting patient, then each change as it happens; "join" claims one.
+
+    The socket closes as soon as the member's access changes or their session ends.
+    """
     services = Services.current()
-    live = services.live
-    session = SocketSession(ws, services.hub)
+    live = services.socket_live
+    session = SocketSession(ws, services.hub, services.sockets)
     try:
         require_same_origin()
         clinic = member_clinic_or_403(slug)
@@ -47,8 +51,17 @@ def waiting_area_socket(ws: object, slug: str) -> None:
         refuse(session, refused)
         return
     clinic_id, user_id, name = clinic.id, current_user.id, current_user.display_name
+    signed_in = sessions.current()
     Services.release_db()
     try:
+        # Obeying the member's close notices before the first card is sent: a removal
+        # announced from now on closes the socket before any later card reaches it.
+        session.claim(
+            keys.user_owner(user_id),
+            services.settings.sockets_per_user,
+            session=signed_in,
+            seconds_left=sessions.seconds_left(services.socket_redis, signed_in),
+        )
         session.subscribe(keys.clinic_events(clinic_id))
         # The snapshot goes first; changes published meanwhile wait in the socket's queue and
         # follow it, so the browser never lets an older snapshot overwrite a newer card.
@@ -59,13 +72,11 @@ def waiting_area_socket(ws: object, slug: str) -> None:
             raw = session.receive()
             if raw is None:
                 continue
-            try:
-                join = decode(raw, Join)
-            except ProtocolError as exc:
-                session.error("bad-message", str(exc))
+            join = session.decode(raw, Join)
+            if join is None:
                 continue
             assert isinstance(join, Join)
-            if not is_member(user_id, clinic_id):
+            if not may_still_act(user_id, clinic_id, signed_in):
                 refuse(session, Forbidden())
                 break
             try:
