@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import redis
@@ -147,6 +147,20 @@ def running_stack(
     finally:
         system.stop_all()
         redis_server.stop()
+
+
+@contextmanager
+def another_web(stack: Stack, name: str, overrides: dict[str, str]) -> Iterator[Stack]:
+    """A further web process on the same Redis and database, as an operator would run it with
+    other settings (behind a proxy, with lower limits); stopped on leaving."""
+    port = free_port()
+    process = stack.start(name, "web", "--port", str(port), env={**stack.env, **overrides})
+    other = replace(stack, port=port, processes={})
+    try:
+        wait_until(lambda: answers(f"{other.url}/healthz"), 30, name, process)
+        yield other
+    finally:
+        stack.processes.pop(name).stop()
 
 
 def answers(url: str) -> bool:
