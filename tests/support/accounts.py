@@ -25,6 +25,7 @@ OTHER_CLINICIAN = Account("other@other.example", "other-password-123", "Dr Other
 DEPARTING = Account("departing@demo.example", "departing-password", "Dr Departing")
 PROMOTED = Account("promoted@demo.example", "promoted-password-1", "Dr Promoted")
 GUESSED = Account("guessed@demo.example", "guessed-password-12", "Dr Guessed")
+MANY_TABS = Account("tabs@demo.example", "many-tabs-password", "Dr Many Tabs")
 #: Team members who each hold several open dashboards at once.
 WATCHERS = tuple(
     Account(f"watcher{i}@demo.example", f"watcher-password-{i}", f"Dr Watcher {i}")
@@ -48,6 +49,7 @@ def seed(database_url: str) -> None:
             (DEPARTING, "demo"),
             (PROMOTED, "demo"),
             (GUESSED, "demo"),
+            (MANY_TABS, "demo"),
             *((watcher, "demo") for watcher in WATCHERS),
         ):
             create_user(
