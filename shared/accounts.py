@@ -6,12 +6,15 @@ import re
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from redis import Redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shared import keys
 from shared.blocking import off_the_loop
-from shared.errors import VidclinicError
+from shared.errors import SocketCloseReason, VidclinicError
 from shared.models import Clinic, Membership, Role, User
+from shared.sockets import close_sockets
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so a wrong email costs as long as a wrong password.
@@ -83,7 +86,7 @@ def create_user(
 
 def authenticate(session: Session, email: str, password: str) -> User | None:
     """The user with this email and password, or None; says nothing about which was wrong."""
-    user = session.scalar(select(User).where(User.email == normalise_email(email)))
+    user = user_by_email(session, email)
     matches = off_the_loop(_password_matches, user.password_hash if user else _DUMMY_HASH, password)
     if user is None or not matches:
         return None
@@ -111,6 +114,44 @@ def clinic_by_slug(session: Session, slug: str) -> Clinic | None:
 
 def user_by_email(session: Session, email: str) -> User | None:
     return session.scalar(select(User).where(User.email == normalise_email(email)))
+
+
+def _membership_or_error(session: Session, clinic_slug: str, email: str) -> Membership:
+    clinic = clinic_by_slug(session, clinic_slug)
+    if clinic is None:
+        raise AccountError(f"no clinic with slug {clinic_slug!r}")
+    user = user_by_email(session, email)
+    found = membership(session, user.id, clinic.id) if user is not None else None
+    if found is None:
+        raise AccountError(f"{normalise_email(email)} is not a member of {clinic_slug}")
+    return found
+
+
+def remove_member(session: Session, redis: Redis, clinic_slug: str, email: str) -> None:
+    """Remove a team member from a clinic, and close their open pages at once.
+
+    Commits first, then tells every web process to close the member's sockets: a page that
+    reconnects finds the removal already in the database. Raises AccountError.
+    """
+    found = _membership_or_error(session, clinic_slug, email)
+    user_id = found.user_id
+    session.delete(found)
+    session.commit()
+    close_sockets(redis, keys.user_owner(user_id), SocketCloseReason.ACCESS_CHANGED)
+
+
+def change_role(session: Session, redis: Redis, clinic_slug: str, email: str, role: Role) -> None:
+    """Give a team member another role in a clinic; their open pages reconnect under it.
+
+    Commits first, then closes the member's sockets on every web process (nothing happens when
+    the role is already `role`). Raises AccountError.
+    """
+    found = _membership_or_error(session, clinic_slug, email)
+    if found.role == role:
+        return
+    found.role = role
+    session.commit()
+    close_sockets(redis, keys.user_owner(found.user_id), SocketCloseReason.ACCESS_CHANGED)
 
 
 def is_empty(session: Session) -> bool:

@@ -127,6 +127,46 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _change_membership(args: argparse.Namespace, role: str | None) -> None:
+    """Remove a member (`role` None) or set their role, then close their open pages."""
+    import redis
+
+    from shared.accounts import AccountError, change_role, remove_member
+    from shared.db import make_engine, make_sessionmaker
+    from shared.models import Role
+
+    settings = _settings()
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        with sessions() as session:
+            if role is None:
+                remove_member(session, client, args.clinic, args.email)
+            else:
+                change_role(session, client, args.clinic, args.email, Role(role))
+    except AccountError as exc:
+        raise SystemExit(f"vidclinic: error: {exc}") from None
+    except redis.RedisError as exc:
+        raise SystemExit(
+            f"vidclinic: error: the change is saved, but the member's open pages could not be "
+            f"closed ({exc}); each is refused at its next action"
+        ) from None
+    finally:
+        client.close()
+
+
+def cmd_remove_member(args: argparse.Namespace) -> int:
+    _change_membership(args, None)
+    print(f"removed {args.email} from {args.clinic}; their open pages are closed")
+    return 0
+
+
+def cmd_set_role(args: argparse.Namespace) -> int:
+    _change_membership(args, args.role)
+    print(f"{args.email} is now {args.role} in {args.clinic}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="vidclinic", description="Telehealth video consultations.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -195,6 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--role", choices=["admin", "clinician"], help="role in that clinic (default clinician)"
     )
     user.set_defaults(func=cmd_create_user)
+
+    remove = sub.add_parser(
+        "remove-member", help="remove a team member from a clinic and close their open pages"
+    )
+    remove.add_argument("--clinic", required=True, help="slug of the clinic")
+    remove.add_argument("--email", required=True, help="the member's email")
+    remove.set_defaults(func=cmd_remove_member)
+
+    role = sub.add_parser(
+        "set-role", help="change a team member's role in a clinic (their open pages reconnect)"
+    )
+    role.add_argument("--clinic", required=True, help="slug of the clinic")
+    role.add_argument("--email", required=True, help="the member's email")
+    role.add_argument("--role", required=True, choices=["admin", "clinician"], help="the new role")
+    role.set_defaults(func=cmd_set_role)
     return parser
 
 

@@ -129,13 +129,25 @@ class Settings:
     media_denied_candidates: tuple[str, ...] = DEFAULT_DENIED_CANDIDATES
     #: ICE servers (STUN/TURN) handed to browsers, as the RTCPeerConnection `iceServers` list.
     ice_servers: tuple[dict[str, object], ...] = ()
-    #: Patient entries allowed per client address per minute.
+    #: Patient entries allowed per client address (an IPv6 client's /64) per minute.
     entry_rate_per_minute: int = 10
+    #: Patient entries allowed into one clinic per minute, from all addresses together.
+    clinic_entry_rate_per_minute: int = 120
     #: Reverse proxies in front of web whose X-Forwarded-* headers are trusted (0: none), so the
     #: entry rate limit counts patients' addresses rather than the proxy's.
     proxy_hops: int = 0
-    #: Failed sign-ins allowed per account in 15 minutes (ten times as many per address).
+    #: Sign-in attempts per account from one address (or from one known browser) before each
+    #: further one waits, twice as long as the last (ten times as many per address).
     sign_in_attempts: int = 10
+    #: Hours a sign-in lasts at most; signing out ends it at once.
+    session_hours: int = 12
+    #: Sockets one patient token may hold open at once; a newer one closes the oldest.
+    sockets_per_patient: int = 3
+    #: Sockets one signed-in team member may hold open at once; a newer one closes the oldest.
+    sockets_per_user: int = 8
+    #: Redis connections a web process keeps for pages, and as many again for sockets: sockets
+    #: can never take the connections pages need. Past them, a request waits briefly for one.
+    redis_connections: int = 32
     #: Mark cookies Secure: on whenever the site is served over TLS.
     secure_cookies: bool = False
     log_level: str = "INFO"
@@ -196,7 +208,12 @@ class Settings:
             ),
             ice_servers=ice_servers,
             entry_rate_per_minute=_int(env, "VIDCLINIC_ENTRY_RATE", 10),
+            clinic_entry_rate_per_minute=_int(env, "VIDCLINIC_CLINIC_ENTRY_RATE", 120),
             sign_in_attempts=_int(env, "VIDCLINIC_SIGN_IN_ATTEMPTS", 10),
+            session_hours=_int(env, "VIDCLINIC_SESSION_HOURS", 12),
+            sockets_per_patient=_int(env, "VIDCLINIC_SOCKETS_PER_PATIENT", 3),
+            sockets_per_user=_int(env, "VIDCLINIC_SOCKETS_PER_USER", 8),
+            redis_connections=_int(env, "VIDCLINIC_REDIS_CONNECTIONS", 32),
             proxy_hops=_int(env, "VIDCLINIC_PROXY_HOPS", 0, minimum=0),
             secure_cookies=_bool(env, "VIDCLINIC_SECURE_COOKIES", False),
             log_level=env.get("VIDCLINIC_LOG_LEVEL", "INFO").upper(),

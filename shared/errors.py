@@ -64,7 +64,8 @@ class EntryRateLimited(VidclinicError):
 
 
 class TooManyFailedSignIns(VidclinicError):
-    """Sign-in is paused for this account or address; retry after `retry_after` seconds."""
+    """This sign-in attempt must wait (too many from here, or from this device); retry after
+    `retry_after` seconds."""
 
     code = "too-many-sign-ins"
 
@@ -81,3 +82,14 @@ class CloseReason(StrEnum):
     PATIENT_TIMED_OUT = "patient-timed-out"
     #: Everyone in the call closed their page without ending it.
     CALL_ABANDONED = "call-abandoned"
+
+
+class SocketCloseReason(StrEnum):
+    """Why the server closed a browser's socket (the `code` of the `error` it gets first)."""
+
+    #: The same patient token or team member opened a newer socket past the cap.
+    REPLACED = "replaced"
+    #: The member was removed from a clinic or given another role: reconnect to re-check.
+    ACCESS_CHANGED = "access-changed"
+    #: The session signed out or its lifetime ran out.
+    SIGNED_OUT = "signed-out"

@@ -102,13 +102,16 @@ MAX_INBOX_OFFERS = 200
 MAX_INBOX = 2000
 
 
-def entry_rate(address: str) -> str:
-    """STRING counter: patient entries from one client address in the current minute."""
-    return f"{PREFIX}:entry-rate:{address}"
+def entry_rate(subject: str) -> str:
+    """STRING counter: patient entries this minute from one address network or into one clinic
+    (`subject` is a keyed digest, see shared/throttle.py); lives ENTRY_RATE_WINDOW."""
+    return f"{PREFIX}:entry-rate:{subject}"
 
 
 def login_failures(subject: str) -> str:
-    """STRING counter: failed sign-ins for one hashed email or one client address, this window."""
+    """HASH: sign-in attempts of one subject (a keyed digest of an account and address network, of
+    an address network, or of a known device) — `attempts` so far and `next_at`, the Unix time
+    before which the next attempt is refused; lives SIGN_IN_MEMORY after the last attempt."""
     return f"{PREFIX}:login-failures:{subject}"
 
 
@@ -140,10 +143,54 @@ def delivery_sending(delivery_id: int) -> str:
 
 DELIVERY_SENT_TTL = 7 * 24 * 3600
 
-#: Seconds a window of failed sign-ins lasts.
-LOGIN_FAILURE_WINDOW = 15 * 60
+
+def staff_session(session_hash: str) -> str:
+    """STRING: the user id a signed-in session (its id's SHA-256) belongs to; lives the session's
+    lifetime (VIDCLINIC_SESSION_HOURS) and is deleted when its owner signs out."""
+    return f"{PREFIX}:staff-session:{session_hash}"
+
+
+def user_sessions(user_id: int) -> str:
+    """SET: the staff_session keys of one user (to end them all when their password changes);
+    lives as long as their latest session."""
+    return f"{PREFIX}:user:{user_id}:sessions"
+
+
+def space_owner(space_id: str) -> str:
+    """The owner name of a patient's sockets: the space their token opens."""
+    return f"space:{space_id}"
+
+
+def guest_owner(participant: str) -> str:
+    """The owner name of a guest's sockets: their guest session's participant id."""
+    return f"guest:{participant}"
+
+
+def user_owner(user_id: int) -> str:
+    """The owner name of a team member's sockets."""
+    return f"user:{user_id}"
+
+
+def sockets(owner: str) -> str:
+    """ZSET: the open sockets of one owner (see space_owner, user_owner), connection ids scored
+    by the Unix time each opened; lives SOCKETS_TTL after the last opening."""
+    return f"{PREFIX}:sockets:{owner}"
+
+
+def socket_control(owner: str) -> str:
+    """Channel: `close-socket` notices for the sockets of one owner (replaced by newer ones, the
+    member's access changed, the session signed out), heard by every web process."""
+    return f"{PREFIX}:sockets:{owner}:control"
+
+
 #: Seconds the call-to-node assignment lives after the last participant left.
 CALL_TTL = 4 * 3600
 #: Seconds a media node's registry entry outlives its last heartbeat, in heartbeats.
 NODE_TTL_HEARTBEATS = 3
+#: Seconds a window of patient entries lasts.
 ENTRY_RATE_WINDOW = 60
+#: Seconds sign-in attempts are remembered after the last one: longer than the longest delay,
+#: so waiting the delay out never resets the count.
+SIGN_IN_MEMORY = 24 * 3600
+#: Seconds an owner's socket set outlives its latest socket's opening.
+SOCKETS_TTL = 24 * 3600

@@ -14,14 +14,7 @@ from typing import Any
 from redis import Redis
 
 from shared import keys
-from shared.errors import (
-    CloseReason,
-    EntryRateLimited,
-    MediaBusy,
-    SpaceAlreadyClaimed,
-    SpaceNotFound,
-    TooManyFailedSignIns,
-)
+from shared.errors import CloseReason, MediaBusy, SpaceAlreadyClaimed, SpaceNotFound
 from shared.protocol import (
     CallStarted,
     Ended,
@@ -156,13 +149,6 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 return {node, space}
 """
 
-# A counter in a fixed window; written for Redis 6.2 (the embedded one), which lacks EXPIRE NX.
-_COUNT_IN_WINDOW = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return {n, redis.call('TTL', KEYS[1])}
-"""
-
 # KEYS: a list. ARGV: the most items it may hold, its TTL, the item. Returns 0 when full.
 _PUSH_BOUNDED = """
 if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
@@ -218,7 +204,6 @@ class LiveState:
         self._touch_space = redis.register_script(_TOUCH_SPACE)
         self._touch_call = redis.register_script(_TOUCH_CALL)
         self._allocate_node = redis.register_script(_ALLOCATE_NODE)
-        self._count_in_window = redis.register_script(_COUNT_IN_WINDOW)
         self._push_bounded = redis.register_script(_PUSH_BOUNDED)
 
     def publish(self, channel: str, message: Message) -> None:
@@ -226,35 +211,6 @@ class LiveState:
         self.redis.publish(channel, message.encode())
 
     # --- patient spaces ---------------------------------------------------------------------
-
-    def check_entry_rate(self, address: str, per_minute: int) -> None:
-        """Count one entry from `address`; raises EntryRateLimited past `per_minute`."""
-        count, ttl = self._count_in_window(
-            keys=[keys.entry_rate(address)], args=[keys.ENTRY_RATE_WINDOW]
-        )
-        if count > per_minute:
-            raise EntryRateLimited(retry_after=max(int(ttl), 1))
-
-    def begin_sign_in(self, email: str, address: str, per_account: int) -> None:
-        """Count a sign-in attempt before checking the password, then refuse it past the limit.
-
-        Counting first means a burst of parallel attempts cannot all slip under the limit. An
-        address may try ten times as often as one account (a clinic shares one address).
-        Raises TooManyFailedSignIns.
-        """
-        limits = {
-            keys.login_failures(hash_token(email.lower())): per_account,
-            keys.login_failures(address): per_account * 10,
-        }
-        for key, limit in limits.items():
-            count, ttl = self._count_in_window(keys=[key], args=[keys.LOGIN_FAILURE_WINDOW])
-            if count > limit:
-                raise TooManyFailedSignIns(retry_after=max(int(ttl), 1))
-
-    def sign_in_succeeded(self, email: str, address: str) -> None:
-        """Forget the account's failures, and take back the address's count of this attempt."""
-        self.redis.delete(keys.login_failures(hash_token(email.lower())))
-        self.redis.decr(keys.login_failures(address))
 
     def create_space(self, clinic_id: int, entry: PatientEntry) -> tuple[Space, str]:
         """Create a patient space in the clinic's waiting area; returns it and its token."""

@@ -8,17 +8,47 @@ messages, so each side decodes exactly what the other encodes.
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, asdict, dataclass, fields
+import re
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
 VERSION = 1
 MAX_MESSAGE_BYTES = 160 * 1024
 # A browser offer with twelve m-sections runs to about 40 KB.
 MAX_SDP_CHARS = 128 * 1024
+#: Arrays and objects nested in one another at most: the deepest message (a list of cards or
+#: slots inside a message) has three levels. Python's parser recurses once per level, so ten
+#: thousand `[` would end in a RecursionError instead of a refusal.
+MAX_DEPTH = 4
+
+# A JSON string, or an unterminated one up to the end: possessive, and unable to fail once
+# started, so no position is ever scanned twice and the pre-scan stays linear.
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]++")
 
 
 class ProtocolError(ValueError):
     """A message is not valid JSON, has an unknown type, or a field of the wrong shape."""
+
+
+class NestedTooDeep(ProtocolError):
+    """A JSON text nests arrays and objects deeper than MAX_DEPTH."""
+
+
+def check_depth(text: str, limit: int = MAX_DEPTH) -> None:
+    """Raise NestedTooDeep when `text` nests deeper than `limit`, before any parser recurses.
+
+    One linear pass: strings are cut out first (brackets inside them do not count), then the
+    remaining brackets are counted. Malformed text is left for the parser to refuse.
+    """
+    depth = 0
+    for bracket in _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            if depth > limit:
+                raise NestedTooDeep(f"nested deeper than {limit} levels")
+        else:
+            depth -= 1
 
 
 @dataclass(frozen=True)
@@ -47,7 +77,11 @@ def decode(raw: str | bytes, *allowed: type[Message]) -> Message:
     if len(raw) > MAX_MESSAGE_BYTES:
         raise ProtocolError("message too large")
     try:
-        data = json.loads(raw)
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        check_depth(text)
+        data = json.loads(text)
+    except NestedTooDeep as exc:
+        raise ProtocolError(f"message is {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ProtocolError("message is not JSON") from None
     if not isinstance(data, dict):
@@ -265,6 +299,24 @@ class NodeCloseRoom(Message):
 
     type: ClassVar[str] = "node-close-room"
     call: str
+
+
+# --- web → web ----------------------------------------------------------------------------------
+
+
+@message
+@dataclass(frozen=True)
+class CloseSocket(Message):
+    """Close some of one owner's sockets, on whichever web process holds them.
+
+    `reason` is a SocketCloseReason value; an empty `connections` or `session` matches every
+    socket of the owner, a non-empty one only those listed or opened by that session.
+    """
+
+    type: ClassVar[str] = "close-socket"
+    reason: str
+    connections: list[str] = field(default_factory=list)
+    session: str = ""
 
 
 # --- media node → participant -------------------------------------------------------------------

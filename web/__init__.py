@@ -2,32 +2,53 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
-from flask import Flask, Response, g
+from flask import Flask, Response, g, request
+from flask.json.provider import DefaultJSONProvider
 from flask_login import LoginManager
 from flask_sock import Sock
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shared.config import Settings
+from shared.protocol import check_depth
 from web import i18n
 from web.services import Services
 
-#: Sent with every response: scripts and connections only from this site, no framing, no
+#: Sent with every response: scripts and connections only from this site (its sockets at the
+#: exact origin the page came from: not every browser counts ws: as 'self'), no framing, no
 #: referrer leaving it, camera and microphone for this site alone.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' blob: mediastream:; connect-src 'self' {socket_origin}; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "media-src 'self' blob: mediastream:; connect-src 'self' ws: wss:; "
-        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Permissions-Policy": "camera=(self), microphone=(self), geolocation=()",
 }
+
+
+#: Arrays and objects nested in one another at most in JSON the app reads: request bodies are
+#: flat objects, and the signed session cookie's tagged values (a flashed message's markup in a
+#: tuple in a list) reach five levels.
+JSON_DEPTH = 8
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, refusing text nested deeper than JSON_DEPTH before the parser recurses (a
+    ValueError, which Flask answers with 400, rather than a RecursionError's 500)."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        text = s.decode() if isinstance(s, bytes) else s
+        check_depth(text, JSON_DEPTH)
+        return super().loads(text, **kwargs)
+
 
 login_manager = LoginManager()
 csrf = CSRFProtect()
@@ -38,15 +59,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the app for `settings` (read from the environment when not given)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    app.json = JSONProvider(app)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=settings.session_hours),
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_SECURE=settings.secure_cookies,
-        WTF_CSRF_TIME_LIMIT=None,
+        # A form's token lasts as long as a sign-in can.
+        WTF_CSRF_TIME_LIMIT=settings.session_hours * 3600,
         MAX_CONTENT_LENGTH=256 * 1024,
         SOCK_SERVER_OPTIONS={"ping_interval": 25, "max_message_size": 192 * 1024},
     )
@@ -86,8 +110,16 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
+        socket_origin = ("wss://" if request.scheme == "https" else "ws://") + request.host
+        response.headers.setdefault(
+            "Content-Security-Policy", CONTENT_SECURITY_POLICY.format(socket_origin=socket_origin)
+        )
         for header, value in SECURITY_HEADERS.items():
             response.headers.setdefault(header, value)
+        if request.endpoint != "static":
+            # Every page here is someone's: patient cards and names, a patient's own space, a
+            # form's CSRF token. No browser or proxy cache may keep a copy.
+            response.headers.setdefault("Cache-Control", "no-store")
         return response
 
     @app.teardown_appcontext
@@ -107,6 +139,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> Any:
+    """The signed-in user, only while their session lasts (signing out ends every copy of it)."""
     from shared.models import User
+    from web.auth import sessions
 
-    return Services.db().get(User, int(user_id)) if user_id.isdigit() else None
+    session_user = sessions.user_of(Services.current().redis, sessions.current())
+    if not user_id.isdigit() or session_user != int(user_id):
+        return None
+    return Services.db().get(User, int(user_id))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from flask import Flask, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import (
     EntryRateLimited,
+    SocketCloseReason,
     SpaceAlreadyClaimed,
     SpaceNotFound,
     TooManyFailedSignIns,
@@ -39,7 +41,25 @@ def message_for(error: VidclinicError) -> str:
     return _("Something went wrong. Please try again.")
 
 
+def socket_closed_text(reason: SocketCloseReason) -> str:
+    """The sentence a browser shows when the server closes its socket for `reason`."""
+    if reason is SocketCloseReason.REPLACED:
+        return _("This page was opened in another window, so it stopped here.")
+    if reason is SocketCloseReason.ACCESS_CHANGED:
+        return _("Your access to this clinic has changed.")
+    return _("You have signed out. Sign in again to continue.")
+
+
 def init_app(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def _csrf_error(_error: CSRFError) -> ResponseReturnValue:
+        """A form without its token, or one left open longer than a token lasts."""
+        title = _("This form has expired")
+        detail = _("Reload the page and send the form again.")
+        if wants_json():
+            return {"error": {"code": 400, "message": f"{title}. {detail}"}}, 400
+        return render_template("error.html", title=title, detail=detail, code=400), 400
+
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> ResponseReturnValue:
         code = error.code or 500

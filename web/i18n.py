@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, redirect, request, url_for
+from flask import Blueprint, Flask, current_app, redirect, request, url_for
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as gettext
 from flask_babel import lazy_gettext as lazy_gettext
@@ -29,7 +29,14 @@ def switch(code: str) -> Response:
     """Remember the chosen language and go back to where the visitor was."""
     response = redirect(local_target(request.args.get("next", "")) or url_for("auth.home"))
     if code in LANGUAGES:
-        response.set_cookie(COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
+        response.set_cookie(
+            COOKIE,
+            code,
+            max_age=365 * 24 * 3600,
+            samesite="Lax",
+            httponly=True,
+            secure=current_app.config["SESSION_COOKIE_SECURE"],
+        )
     return response
 
 

@@ -48,26 +48,27 @@ class RoomCall:
 
     def enter(self) -> None:
         """Take a place in the room's call; raises RoomFull or RoomLocked (nothing set up)."""
-        calls = self.services.calls
+        calls = self.services.socket_calls
         for _attempt in range(ENTRY_ATTEMPTS):
             call_id, opened = calls.open_room_call(self.room_key, self.clinic_id)
             try:
                 calls.admit(call_id, self.person, self.link_made_at)
             except KeyError:
                 continue  # the call ended as we came in: open the next one
-            if opened and self.services.live.place_call(call_id) is None:
+            if opened and self.services.socket_live.place_call(call_id) is None:
                 self.services.celery.send_task(ALLOCATE_MEDIA_NODE, args=[call_id])
             self.call_id = call_id
             break
         else:
             raise RoomFull(capacity=0)
-        join_call_channels(self.session, self.services.live, self.call_id, self.person.participant)
+        live = self.services.socket_live
+        join_call_channels(self.session, live, self.call_id, self.person.participant)
         self.session.start_relay(forward)
         self.session.send(calls.state(self.room_key))
 
     def present(self) -> bool:
         """Refresh this person's presence; False once the call has ended."""
-        return self.services.calls.touch(self.call_id, self.person.participant)
+        return self.services.socket_calls.touch(self.call_id, self.person.participant)
 
     def offer(self, offer: Offer) -> None:
         live = self.services.live
@@ -77,13 +78,14 @@ class RoomCall:
 
     def lock(self, locked: bool) -> bool:
         """Lock or unlock the room; True when it changed."""
-        return self.services.calls.set_locked(self.call_id, locked)
+        return self.services.socket_calls.set_locked(self.call_id, locked)
 
     def leave(self) -> None:
         self.session.close()
         if self.call_id:
-            leave_node(self.session, self.services.live, self.call_id, self.person.participant)
-            self.services.calls.leave(self.call_id, self.person.participant)
+            participant = self.person.participant
+            leave_node(self.session, self.services.socket_live, self.call_id, participant)
+            self.services.socket_calls.leave(self.call_id, participant)
 
 
 def refuse_entry(session: SocketSession, refused: VidclinicError) -> None:

@@ -7,6 +7,7 @@ from functools import cached_property
 import redis
 from celery import Celery
 from flask import current_app, g
+from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,32 +17,75 @@ from shared.config import Settings
 from shared.db import make_engine, make_sessionmaker
 from shared.guest_sessions import GuestSessions
 from shared.live import LiveState
+from shared.sockets import SocketRegistry
+from shared.throttle import Throttle
 from web.hub import ChannelHub
+
+#: Seconds a request or socket waits for a free Redis connection of its pool before failing.
+REDIS_POOL_WAIT = 5.0
 
 
 class Services:
-    """Built once per app; connections are opened on first use (after gunicorn forks)."""
+    """Built once per app; connections are opened on first use (after gunicorn forks).
+
+    Pages and sockets each have their own bounded Redis pool: a storm of sockets opening or
+    dropping at once waits for its own connections and never takes the ones pages need.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    @cached_property
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(
-            self.settings.redis_url, decode_responses=True, health_check_interval=30
+    def _pool(self) -> Redis:
+        pool = redis.BlockingConnectionPool.from_url(
+            self.settings.redis_url,
+            max_connections=self.settings.redis_connections,
+            timeout=REDIS_POOL_WAIT,
+            decode_responses=True,
+            health_check_interval=30,
         )
+        return redis.Redis(connection_pool=pool)
+
+    @cached_property
+    def redis(self) -> Redis:
+        """Redis for pages and the JSON API."""
+        return self._pool()
+
+    @cached_property
+    def socket_redis(self) -> Redis:
+        """Redis for sockets, once their handshake is done."""
+        return self._pool()
 
     @cached_property
     def live(self) -> LiveState:
+        """Live state for pages and the JSON API."""
         return LiveState(self.redis, self.settings.space_ttl)
 
     @cached_property
     def calls(self) -> CallPresence:
+        """Who is in which call, for pages."""
         return CallPresence(self.redis)
+
+    @cached_property
+    def socket_calls(self) -> CallPresence:
+        """Who is in which call, for sockets."""
+        return CallPresence(self.socket_redis)
 
     @cached_property
     def guests(self) -> GuestSessions:
         return GuestSessions(self.redis)
+
+    @cached_property
+    def socket_live(self) -> LiveState:
+        """Live state for sockets."""
+        return LiveState(self.socket_redis, self.settings.space_ttl)
+
+    @cached_property
+    def sockets(self) -> SocketRegistry:
+        return SocketRegistry(self.socket_redis)
+
+    @cached_property
+    def throttle(self) -> Throttle:
+        return Throttle(self.redis, self.settings.secret_key)
 
     @cached_property
     def hub(self) -> ChannelHub:

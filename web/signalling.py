@@ -8,6 +8,7 @@ import logging
 import queue
 import secrets
 import threading
+import time
 from collections.abc import Callable
 
 from flask import abort
@@ -17,9 +18,21 @@ from simple_websocket import Server
 from werkzeug.exceptions import HTTPException
 
 from shared import keys
-from shared.errors import MediaBusy
+from shared.errors import MediaBusy, SocketCloseReason
 from shared.live import LiveState
-from shared.protocol import Error, MediaReady, Message, NodeLeave, NodeOffer, Offer
+from shared.protocol import (
+    CloseSocket,
+    Error,
+    MediaReady,
+    Message,
+    NodeLeave,
+    NodeOffer,
+    Offer,
+    ProtocolError,
+    decode,
+)
+from shared.sockets import SocketRegistry
+from web.errors import socket_closed_text
 from web.hub import ChannelHub
 from web.i18n import gettext as _
 from web.safety import same_origin
@@ -29,8 +42,36 @@ log = logging.getLogger(__name__)
 #: Seconds between the server's checks while a socket is quiet: the patient's presence beat,
 #: so VIDCLINIC_PATIENT_GRACE must be comfortably longer.
 IDLE_TICK = 5.0
+#: Messages of one type a socket may send at once, then per second. An offer makes the media
+#: node build a peer connection, and a browser sends one per call, reconnection or failed
+#: connection: five at once, then one every two seconds.
+MESSAGE_RATES: dict[str, tuple[float, float]] = {Offer.type: (5, 0.5)}
+#: Every other type, and messages refused as malformed.
+DEFAULT_RATE = (20, 2.0)
+#: The rate bucket of messages that could not be decoded.
+MALFORMED = "malformed"
 
 ChannelHandler = Callable[["SocketSession", str, str], None]
+
+
+class TokenBucket:
+    """Allows `burst` events at once, then `per_second` on average."""
+
+    def __init__(self, burst: float, per_second: float) -> None:
+        self.burst = burst
+        self.per_second = per_second
+        self._tokens = burst
+        self._updated = time.monotonic()
+
+    def take(self) -> bool:
+        """Spend one token if there is one."""
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.per_second)
+        self._updated = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 class SocketSession:
@@ -38,19 +79,28 @@ class SocketSession:
 
     The process's channel hub queues this socket's messages; a relay thread (a greenlet under
     gunicorn's gevent worker) hands them to the channel handler, which may subscribe to more
-    channels from there.
+    channels from there. Close notices on the socket owner's control channel are obeyed here.
     """
 
-    def __init__(self, ws: Server, hub: ChannelHub) -> None:
+    def __init__(self, ws: Server, hub: ChannelHub, registry: SocketRegistry) -> None:
         self.ws = ws
         #: Tells this socket's peer connection on the media node apart from a later one's.
         self.connection = secrets.token_hex(8)
         self._hub = hub
+        self._registry = registry
         self._inbox: queue.Queue[tuple[str, str | None]] = queue.Queue()
         self._channels: set[str] = set()
         self._send_lock = threading.Lock()
         self._closed = threading.Event()
         self._relay: threading.Thread | None = None
+        self._rates: dict[str, TokenBucket] = {}
+        self._owner = ""
+        self._control = ""
+        self._session = ""
+        self._ends_at: float | None = None
+        # Written now, in the request's language: close notices are obeyed on the relay thread,
+        # outside the request.
+        self._closed_texts = {reason: socket_closed_text(reason) for reason in SocketCloseReason}
 
     def send(self, message: Message | str) -> None:
         text = message if isinstance(message, str) else message.encode()
@@ -62,6 +112,39 @@ class SocketSession:
 
     def error(self, code: str, text: str) -> None:
         self.send(Error(code=code, message=text))
+
+    def claim(
+        self, owner: str, cap: int, session: str = "", seconds_left: float | None = None
+    ) -> None:
+        """Count this socket as one of `owner`'s, closing the oldest past `cap` on any process.
+
+        From now on the socket obeys close notices for its owner: all of them, those naming it,
+        or (for a team member's socket) those naming `session`, the hash of the signed-in
+        session it was opened with. A session's socket also closes when `seconds_left` pass.
+        """
+        self._owner, self._control, self._session = owner, keys.socket_control(owner), session
+        if seconds_left is not None:
+            self._ends_at = time.monotonic() + seconds_left
+        self.subscribe(self._control)
+        self._registry.opened(owner, self.connection, cap)
+
+    def _obey(self, data: str) -> None:
+        """Close the socket if a close notice is meant for it."""
+        try:
+            notice = decode(data, CloseSocket)
+        except ProtocolError:
+            return
+        assert isinstance(notice, CloseSocket)
+        if notice.connections and self.connection not in notice.connections:
+            return
+        if notice.session and notice.session != self._session:
+            return
+        self.close_for(SocketCloseReason(notice.reason))
+
+    def close_for(self, reason: SocketCloseReason) -> None:
+        """Tell the browser why its socket ends, then end it."""
+        self.error(reason.value, self._closed_texts[reason])
+        self.close_socket()
 
     def subscribe(self, *channels: str) -> None:
         """Listen to more channels; returns once Redis has confirmed them."""
@@ -85,6 +168,9 @@ class SocketSession:
                     log.warning("closing a socket after losing Redis")
                     self.close_socket()
                     return
+                if channel == self._control:
+                    self._obey(data)
+                    continue
                 try:
                     handler(self, channel, data)
                 except RedisError as exc:
@@ -97,10 +183,37 @@ class SocketSession:
 
     def receive(self) -> str | None:
         """The browser's next message, None after a quiet IDLE_TICK; raises ConnectionClosed."""
+        if self._ends_at is not None and time.monotonic() >= self._ends_at:
+            self.close_for(SocketCloseReason.SIGNED_OUT)
         if self._closed.is_set():
             raise ConnectionClosed()
         data = self.ws.receive(timeout=IDLE_TICK)
         return data if isinstance(data, str) or data is None else data.decode("utf-8", "replace")
+
+    def decode(self, raw: str, *allowed: type[Message]) -> Message | None:
+        """The browser's message if well-formed, allowed here and within its type's rate;
+        otherwise None, after telling the browser why (`bad-message` or `rate-limited`).
+
+        A refused message is never acted on or relayed.
+        """
+        try:
+            message = decode(raw, *allowed)
+        except ProtocolError as exc:
+            if self._within_rate(MALFORMED):
+                self.error("bad-message", str(exc))
+            return None
+        if not self._within_rate(message.type):
+            return None
+        return message
+
+    def _within_rate(self, kind: str) -> bool:
+        bucket = self._rates.get(kind)
+        if bucket is None:
+            bucket = self._rates[kind] = TokenBucket(*MESSAGE_RATES.get(kind, DEFAULT_RATE))
+        if bucket.take():
+            return True
+        self.error("rate-limited", _("Too many messages. Please wait a moment."))
+        return False
 
     def close_socket(self) -> None:
         self._closed.set()
@@ -108,13 +221,15 @@ class SocketSession:
             self.ws.close()
 
     def close(self) -> None:
-        """Stop relaying and stop listening."""
+        """Stop relaying and stop listening; the socket no longer counts against its owner."""
         self._closed.set()
         if self._relay is not None:
             self._relay.join(timeout=2)
         for channel in self._channels:
             self._hub.unsubscribe(channel, self._deliver)
         self._channels.clear()
+        if self._owner:
+            self._registry.closed(self._owner, self.connection)
 
 
 def require_same_origin() -> None:

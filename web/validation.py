@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from flask import current_app, request
 from marshmallow import Schema, ValidationError, fields, validate
 
+from shared.protocol import NestedTooDeep
 from web.i18n import lazy_gettext as _l
 
 REQUIRED = _l("This field is required.")
 NOT_TEXT = _l("Enter text.")
 UNKNOWN = _l("This field is not expected.")
+NOT_AN_OBJECT = _l("Send the fields as a form or a JSON object.")
+TOO_DEEP = _l("Send the fields as a JSON object of plain values, not nested lists or objects.")
 
 FieldErrors = dict[str, list[str]]
 
@@ -38,12 +42,26 @@ class StrippedSchema(Schema):
     def load_clean(self, data: Mapping[str, Any]) -> tuple[dict[str, Any], FieldErrors]:
         """Validated data and no errors, or no data and every field's messages as plain strings."""
         if not isinstance(data, Mapping):
-            return {}, {"_schema": [str(_l("Send the fields as a form or a JSON object."))]}
+            return {}, {"_schema": [str(NOT_AN_OBJECT)]}
         cleaned = {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
         try:
             return self.load(cleaned), {}
         except ValidationError as error:
             return {}, _plain(error.normalized_messages())
+
+
+def json_body() -> tuple[Any, FieldErrors]:
+    """The request's JSON document and no errors, or None and why it cannot be read.
+
+    Parsed by the app's JSON provider, which refuses nesting deeper than any form can have
+    before the parser recurses.
+    """
+    try:
+        return current_app.json.loads(request.get_data()), {}
+    except NestedTooDeep:
+        return None, {"_schema": [str(TOO_DEEP)]}
+    except ValueError:
+        return None, {"_schema": [str(NOT_AN_OBJECT)]}
 
 
 def _plain(messages: Any) -> FieldErrors:

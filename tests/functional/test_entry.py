@@ -3,15 +3,13 @@ changes nothing; patient data stays out of every log."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import pytest
 import requests
 
-from shared.redis_server import free_port
 from tests.support.http import csrf_token, enter
-from tests.support.stack import Stack, answers, wait_until
+from tests.support.stack import Stack, another_web
 
 VALID = {"first_name": "Olha", "last_name": "Bondarenko", "phone": "+380 67 555 0101"}
 
@@ -144,12 +142,8 @@ def test_patient_entry_data_never_reaches_a_log(stack: Stack) -> None:
 
 def test_entries_are_rate_limited_per_patient_address_behind_a_proxy(stack: Stack) -> None:
     """A second web process, as an operator runs it behind one proxy with a low entry limit."""
-    port = free_port()
-    env = {**stack.env, "VIDCLINIC_ENTRY_RATE": "3", "VIDCLINIC_PROXY_HOPS": "1"}
-    web = stack.start("web-limited", "web", "--port", str(port), env=env)
-    limited = replace(stack, port=port, processes={})
-    wait_until(lambda: answers(f"{limited.url}/healthz"), 30, "limited web server", web)
-    try:
+    overrides = {"VIDCLINIC_ENTRY_RATE": "3", "VIDCLINIC_PROXY_HOPS": "1"}
+    with another_web(stack, "web-limited", overrides) as limited:
         session = requests.Session()
         session.headers["X-Forwarded-For"] = "203.0.113.7"
         for _ in range(3):
@@ -165,5 +159,3 @@ def test_entries_are_rate_limited_per_patient_address_behind_a_proxy(stack: Stac
         other = requests.Session()
         other.headers["X-Forwarded-For"] = "203.0.113.8"
         assert enter(limited, VALID, session=other, as_json=True)[1].status_code == 201
-    finally:
-        stack.processes.pop("web-limited").stop()

@@ -14,21 +14,14 @@ import signal
 import time
 
 from tests.support.accounts import CLINICIAN
-from tests.support.http import Socket, enter, signed_in
+from tests.support.http import Socket, enter, join_from_dashboard, signed_in
 from tests.support.stack import Stack
 
 
 def _join(stack: Stack, last_name: str) -> tuple[Socket, str]:
     clinician = signed_in(stack, CLINICIAN.email, CLINICIAN.password)
-    dashboard = Socket(stack, "/clinics/demo/waiting-area/ws", clinician)
-    cards = dashboard.receive_type("waiting-area")["spaces"]
-    space = next(c["id"] for c in cards if c["name"].endswith(last_name))
-    dashboard.send({"type": "join", "space": space})
-    reply = dashboard.receive()
-    while reply["type"] not in ("joined", "error"):
-        reply = dashboard.receive()
-    assert reply["type"] == "joined", reply
-    return dashboard, reply["call"]
+    dashboard, call_id, _url = join_from_dashboard(stack, clinician, last_name)
+    return dashboard, call_id
 
 
 def test_killing_web_loses_no_waiting_patient(stack: Stack) -> None:

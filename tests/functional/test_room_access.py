@@ -13,6 +13,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import requests
@@ -46,7 +47,7 @@ def _room_path(session: requests.Session, stack: Stack, name: str) -> str:
     return match.group(1)
 
 
-def _link(session: requests.Session, stack: Stack, room: str, **fields: object) -> tuple[str, int]:
+def _link(session: requests.Session, stack: Stack, room: str, **fields: Any) -> tuple[str, int]:
     token = csrf_token(session, f"{stack.url}{room}")
     made = session.post(
         f"{stack.url}{room}/links", json=fields, headers={"X-CSRFToken": token}, timeout=10

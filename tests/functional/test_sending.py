@@ -10,6 +10,7 @@ import re
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -44,13 +45,13 @@ def _meeting_room(stack: Stack, name: str) -> tuple[requests.Session, str]:
     return admin, match.group(1)
 
 
-def _new_link(session: requests.Session, stack: Stack, room: str, **fields: object) -> dict:  # type: ignore[type-arg]
+def _new_link(session: requests.Session, stack: Stack, room: str, **fields: Any) -> dict[str, Any]:
     token = csrf_token(session, f"{stack.url}{room}")
     response = session.post(
         f"{stack.url}{room}/links", json=fields, headers={"X-CSRFToken": token}, timeout=10
     )
     assert response.status_code == 201, response.text
-    made: dict = response.json()  # type: ignore[type-arg]
+    made: dict[str, Any] = response.json()
     return made
 
 

@@ -27,6 +27,15 @@ ADMIN = Account("admin@demo.example", "admin-password-123", "Iryna Admin")
 FIFTH = Account("fifth@demo.example", "fifth-password-123", "Dr Fifth")
 SIXTH = Account("sixth@demo.example", "sixth-password-123", "Dr Sixth")
 SEVENTH = Account("seventh@demo.example", "seventh-password-1", "Dr Seventh")
+DEPARTING = Account("departing@demo.example", "departing-password", "Dr Departing")
+PROMOTED = Account("promoted@demo.example", "promoted-password-1", "Dr Promoted")
+GUESSED = Account("guessed@demo.example", "guessed-password-12", "Dr Guessed")
+MANY_TABS = Account("tabs@demo.example", "many-tabs-password", "Dr Many Tabs")
+#: Team members who each hold several open dashboards at once.
+WATCHERS = tuple(
+    Account(f"watcher{i}@demo.example", f"watcher-password-{i}", f"Dr Watcher {i}")
+    for i in range(4)
+)
 
 
 def seed(database_url: str) -> None:
@@ -45,6 +54,11 @@ def seed(database_url: str) -> None:
             (FIFTH, "demo"),
             (SIXTH, "demo"),
             (SEVENTH, "demo"),
+            (DEPARTING, "demo"),
+            (PROMOTED, "demo"),
+            (GUESSED, "demo"),
+            (MANY_TABS, "demo"),
+            *((watcher, "demo") for watcher in WATCHERS),
         ):
             create_user(
                 session, account.email, account.password, account.name, clinic, Role.CLINICIAN

@@ -23,10 +23,10 @@ def csrf_token(session: requests.Session, url: str) -> str:
 
 
 def post_login(
-    stack: Stack, email: str, password: str
+    stack: Stack, email: str, password: str, session: requests.Session | None = None
 ) -> tuple[requests.Session, requests.Response]:
-    """Submit the sign-in form as a browser would."""
-    session = requests.Session()
+    """Submit the sign-in form as a browser would (a new one unless `session` is given)."""
+    session = session or requests.Session()
     token = csrf_token(session, f"{stack.url}/login")
     response = session.post(
         f"{stack.url}/login",
@@ -65,6 +65,22 @@ def enter(
             url, data={"csrf_token": token, **fields}, allow_redirects=False, timeout=10
         )
     return session, response
+
+
+def join_from_dashboard(
+    stack: Stack, member: requests.Session, last_name: str
+) -> tuple[Socket, str, str]:
+    """A clinician joins the waiting patient called `last_name` from the dashboard's socket;
+    returns that socket, the call id and the call page's path."""
+    dashboard = Socket(stack, "/clinics/demo/waiting-area/ws", member)
+    cards = dashboard.receive_type("waiting-area")["spaces"]
+    space = next(c["id"] for c in cards if c["name"].endswith(last_name))
+    dashboard.send({"type": "join", "space": space})
+    reply = dashboard.receive()
+    while reply["type"] not in ("joined", "error"):
+        reply = dashboard.receive()
+    assert reply["type"] == "joined", reply
+    return dashboard, reply["call"], reply["url"]
 
 
 def cookie_header(session: requests.Session) -> str:
@@ -109,6 +125,19 @@ class Socket:
                 return message
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {kind} message")
+
+    def until_closed(self, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Every message until the server closes the socket; fails if it stays open."""
+        messages: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                raw = self.ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+            except ConnectionClosed:
+                return messages
+            except TimeoutError:
+                raise AssertionError(f"still open after {timeout} s: {messages}") from None
+            messages.append(json.loads(raw))
 
     def closed_by_server(self, timeout: float = 5.0) -> bool:
         """True when the server ends the socket (after refusing it) within the timeout."""

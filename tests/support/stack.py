@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import redis
@@ -52,6 +52,8 @@ class Stack:
     mail: MailSink
     port: int = field(default_factory=free_port)
     processes: dict[str, Process] = field(default_factory=dict)
+    #: Settings every process of this stack gets on top of the test defaults.
+    overrides: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -73,6 +75,7 @@ class Stack:
             "VIDCLINIC_PATIENT_GRACE": "8",
             "VIDCLINIC_HOUSEKEEPING_INTERVAL": "1",
             "VIDCLINIC_ENTRY_RATE": "100000",
+            "VIDCLINIC_CLINIC_ENTRY_RATE": "100000",
             "VIDCLINIC_SIGN_IN_ATTEMPTS": "5",
             "VIDCLINIC_SMTP_HOST": "127.0.0.1",
             "VIDCLINIC_SMTP_PORT": str(self.mail.port),
@@ -80,6 +83,7 @@ class Stack:
             "VIDCLINIC_SEND_TIMEOUT": "2",
             "VIDCLINIC_OUTBOX": str(self.root / "outbox"),
             "PYTHONUNBUFFERED": "1",
+            **self.overrides,
         }
 
     def redis(self) -> redis.Redis:
@@ -128,13 +132,21 @@ class Stack:
 
 
 @contextmanager
-def running_stack(root: Path, beat: bool = True) -> Iterator[Stack]:
+def running_stack(
+    root: Path, beat: bool = True, overrides: dict[str, str] | None = None
+) -> Iterator[Stack]:
     """A fresh Redis and database with the test accounts, and every process started."""
     redis_server = EmbeddedRedis(root / "redis", persist=True).start()
     database_url = f"sqlite:///{root / 'vidclinic.sqlite3'}"
     seed(database_url)
     mail = MailSink().start()
-    system = Stack(root=root, redis_server=redis_server, database_url=database_url, mail=mail)
+    system = Stack(
+        root=root,
+        redis_server=redis_server,
+        database_url=database_url,
+        mail=mail,
+        overrides=overrides or {},
+    )
     try:
         system.start_web()
         system.start_media()
@@ -146,6 +158,20 @@ def running_stack(root: Path, beat: bool = True) -> Iterator[Stack]:
         system.stop_all()
         redis_server.stop()
         mail.stop()
+
+
+@contextmanager
+def another_web(stack: Stack, name: str, overrides: dict[str, str]) -> Iterator[Stack]:
+    """A further web process on the same Redis and database, as an operator would run it with
+    other settings (behind a proxy, with lower limits); stopped on leaving."""
+    port = free_port()
+    process = stack.start(name, "web", "--port", str(port), env={**stack.env, **overrides})
+    other = replace(stack, port=port, processes={})
+    try:
+        wait_until(lambda: answers(f"{other.url}/healthz"), 30, name, process)
+        yield other
+    finally:
+        stack.processes.pop(name).stop()
 
 
 def answers(url: str) -> bool:

@@ -18,6 +18,7 @@ from shared.team import (
     invitation_state,
     reset_for_token,
 )
+from web.auth import sessions
 from web.auth.views import LoginSchema, bp
 from web.i18n import gettext as _
 from web.i18n import lazy_gettext as _l
@@ -149,14 +150,8 @@ def reset_password(token: str) -> ResponseReturnValue:
             except AccountError:
                 abort(410)
             session.commit()
-            end_sessions(user.id)
+            # A new password signs the account out everywhere.
+            sessions.end_all(Services.current().redis, user.id)
             return redirect(url_for("auth.login", reset="done"), 303)
     page = render_template("auth/reset.html", errors=errors)
     return page, (400 if errors else 200)
-
-
-def end_sessions(user_id: int) -> None:
-    """A new password signs the account out everywhere."""
-    from web.auth import sessions
-
-    sessions.end(user_id)

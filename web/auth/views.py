@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_required
 from marshmallow import fields, validate
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from shared import keys
 from shared.accounts import authenticate, membership
 from shared.errors import TooManyFailedSignIns
 from shared.models import Clinic, Membership
+from web.auth import sessions
+from web.auth.devices import known_device, remember_device
 from web.errors import message_for
 from web.i18n import gettext as _
 from web.i18n import lazy_gettext as _l
 from web.safety import local_target
 from web.services import Services
+from web.signalling import SocketSession
 from web.validation import REQUIRED, StrippedSchema
 
 bp = Blueprint("auth", __name__)
@@ -44,8 +49,11 @@ class LoginSchema(StrippedSchema):
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> str | Response | tuple[str, int]:
-    """The sign-in page; a wrong email or password gets one plain message, not which was wrong."""
+def login() -> ResponseReturnValue:
+    """The sign-in page; a wrong email or password gets one plain message, not which was wrong.
+
+    An attempt that must wait gets 429 with Retry-After, before any password is checked.
+    """
     if request.method == "GET":
         return render_template("auth/login.html", values={}, errors={})
     form = {k: v for k, v in request.form.items() if k != "csrf_token"}
@@ -55,28 +63,34 @@ def login() -> str | Response | tuple[str, int]:
         return render_template("auth/login.html", values=values, errors=errors), 400
     services = Services.current()
     address = request.remote_addr or "-"
+    device = known_device(data["email"])
     try:
-        services.live.begin_sign_in(data["email"], address, services.settings.sign_in_attempts)
+        services.throttle.begin_sign_in(
+            data["email"], address, services.settings.sign_in_attempts, device
+        )
     except TooManyFailedSignIns as paused:
         page = render_template(
             "auth/login.html", values=values, errors={}, failure=message_for(paused)
         )
-        return page, 429
+        return page, 429, {"Retry-After": str(paused.retry_after)}
     session = Services.db()
     user = authenticate(session, data["email"], data["password"])
     if user is None:
         message = _("The email or password is not correct.")
         return render_template("auth/login.html", values=values, errors={}, failure=message), 400
     session.commit()
-    services.live.sign_in_succeeded(data["email"], address)
-    login_user(user)
-    return redirect(local_target(request.args.get("next", "")) or url_for("auth.home"))
+    services.throttle.sign_in_succeeded(data["email"], address, device)
+    sessions.start(user)
+    response = redirect(local_target(request.args.get("next", "")) or url_for("auth.home"))
+    remember_device(response, data["email"])
+    return response
 
 
 @bp.post("/logout")
 @login_required
 def logout() -> Response:
-    logout_user()
+    """Sign out: the session ends for every copy of its cookie, and its sockets close."""
+    sessions.end(current_user.id)
     return redirect(url_for("auth.login"))
 
 
@@ -94,14 +108,23 @@ def home() -> str | Response:
     return render_template("auth/home.html", clinics=clinics)
 
 
-def is_member(user_id: int, clinic_id: int) -> bool:
-    """Whether the user still belongs to the clinic, asked afresh (sockets outlive requests)."""
-    with Services.current().sessions() as session:
+def may_still_act(user_id: int, clinic_id: int, session_hash: str) -> bool:
+    """Whether the user's session still lasts and they still belong to the clinic, asked afresh
+    (sockets outlive requests)."""
+    services = Services.current()
+    if sessions.user_of(services.socket_redis, session_hash) != user_id:
+        return False
+    with services.sessions() as session:
         return membership(session, user_id, clinic_id) is not None
 
 
-def member_clinic_or_403(slug: str) -> Clinic:
-    """The clinic at `slug` if the signed-in user belongs to it; 404 if none, 403 if not theirs."""
-    from web.clinic import member_clinic
-
-    return member_clinic(slug)
+def claim_member_socket(socket: SocketSession, user_id: int, signed_in: str) -> None:
+    """Count a team member's socket against their cap; it closes when their access changes,
+    their session signs out, or its lifetime ends."""
+    services = Services.current()
+    socket.claim(
+        keys.user_owner(user_id),
+        services.settings.sockets_per_user,
+        session=signed_in,
+        seconds_left=sessions.seconds_left(services.socket_redis, signed_in),
+    )

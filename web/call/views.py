@@ -11,9 +11,11 @@ from shared.consultations import end_consultation
 from shared.errors import CloseReason
 from shared.live import Call
 from shared.models import Clinic
-from shared.protocol import EndCall, Offer, ProtocolError, decode
+from shared.protocol import EndCall, Offer
 from web import sock
-from web.auth.views import is_member, member_clinic_or_403
+from web.auth import sessions
+from web.auth.views import claim_member_socket, may_still_act
+from web.clinic import member_clinic
 from web.services import Services
 from web.signalling import (
     SocketSession,
@@ -30,7 +32,7 @@ bp = Blueprint("call", __name__)
 
 def _own_call_or_error(slug: str, call_id: str) -> tuple[Clinic, Call]:
     """The call if it is this clinic's and the signed-in clinician's; 403/404 otherwise."""
-    clinic = member_clinic_or_403(slug)
+    clinic = member_clinic(slug)
     call = Services.current().live.get_call(call_id)
     if call is None or call.clinic_id != clinic.id:
         abort(404)
@@ -56,10 +58,13 @@ def call_page(slug: str, call_id: str) -> str:
 
 @sock.route("/clinics/<slug>/calls/<call_id>/ws", bp=bp)
 def call_socket(ws: object, slug: str, call_id: str) -> None:
-    """Signalling for the clinician in a call; "end-call" ends the consultation for everyone."""
+    """Signalling for the clinician in a call; "end-call" ends the consultation for everyone.
+
+    The socket closes as soon as the member's access changes or their session ends.
+    """
     services = Services.current()
-    live = services.live
-    session = SocketSession(ws, services.hub)
+    live = services.socket_live
+    session = SocketSession(ws, services.hub, services.sockets)
     try:
         require_same_origin()
         clinic, call = _own_call_or_error(slug, call_id)
@@ -68,9 +73,11 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
         return
     clinic_id, user_id = clinic.id, current_user.id
     participant, name = f"u{user_id}", current_user.display_name
+    signed_in = sessions.current()
     Services.release_db()
     live.touch_call(call_id, participant)
     try:
+        claim_member_socket(session, user_id, signed_in)
         join_call_channels(session, live, call_id, participant)
         session.start_relay(forward)
         while True:
@@ -79,12 +86,10 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
                 break
             if raw is None:
                 continue
-            try:
-                message = decode(raw, Offer, EndCall)
-            except ProtocolError as exc:
-                session.error("bad-message", str(exc))
+            message = session.decode(raw, Offer, EndCall)
+            if message is None:
                 continue
-            if not is_member(user_id, clinic_id):
+            if not may_still_act(user_id, clinic_id, signed_in):
                 refuse(session, Forbidden())
                 break
             if isinstance(message, Offer):

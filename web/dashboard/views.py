@@ -11,9 +11,11 @@ from werkzeug.exceptions import Forbidden, HTTPException
 
 from shared import keys
 from shared.errors import SpaceAlreadyClaimed, SpaceNotFound
-from shared.protocol import Join, Joined, ProtocolError, WaitingArea, decode
+from shared.protocol import Join, Joined, WaitingArea
 from web import sock
-from web.auth.views import is_member, member_clinic_or_403
+from web.auth import sessions
+from web.auth.views import claim_member_socket, may_still_act
+from web.clinic import member_clinic
 from web.errors import message_for
 from web.services import Services
 from web.signalling import SocketSession, forward, refuse, require_same_origin
@@ -25,7 +27,7 @@ bp = Blueprint("dashboard", __name__)
 @bp.get("/clinics/<slug>/waiting-area")
 @login_required
 def waiting_area(slug: str) -> str:
-    clinic = member_clinic_or_403(slug)
+    clinic = member_clinic(slug)
     return render_template(
         "dashboard/waiting_area.html",
         clinic=clinic,
@@ -36,19 +38,26 @@ def waiting_area(slug: str) -> str:
 
 @sock.route("/clinics/<slug>/waiting-area/ws", bp=bp)
 def waiting_area_socket(ws: object, slug: str) -> None:
-    """Cards for every waiting patient, then each change as it happens; "join" claims one."""
+    """Cards for every waiting patient, then each change as it happens; "join" claims one.
+
+    The socket closes as soon as the member's access changes or their session ends.
+    """
     services = Services.current()
-    live = services.live
-    session = SocketSession(ws, services.hub)
+    live = services.socket_live
+    session = SocketSession(ws, services.hub, services.sockets)
     try:
         require_same_origin()
-        clinic = member_clinic_or_403(slug)
+        clinic = member_clinic(slug)
     except HTTPException as refused:
         refuse(session, refused)
         return
     clinic_id, user_id, name = clinic.id, current_user.id, current_user.display_name
+    signed_in = sessions.current()
     Services.release_db()
     try:
+        # Obeying the member's close notices before the first card is sent: a removal
+        # announced from now on closes the socket before any later card reaches it.
+        claim_member_socket(session, user_id, signed_in)
         session.subscribe(keys.clinic_events(clinic_id))
         # The snapshot goes first; changes published meanwhile wait in the socket's queue and
         # follow it, so the browser never lets an older snapshot overwrite a newer card.
@@ -59,13 +68,11 @@ def waiting_area_socket(ws: object, slug: str) -> None:
             raw = session.receive()
             if raw is None:
                 continue
-            try:
-                join = decode(raw, Join)
-            except ProtocolError as exc:
-                session.error("bad-message", str(exc))
+            join = session.decode(raw, Join)
+            if join is None:
                 continue
             assert isinstance(join, Join)
-            if not is_member(user_id, clinic_id):
+            if not may_still_act(user_id, clinic_id, signed_in):
                 refuse(session, Forbidden())
                 break
             try:

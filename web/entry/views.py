@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -22,7 +23,7 @@ from shared import keys
 from shared.accounts import clinic_by_slug
 from shared.consultations import end_consultation
 from shared.errors import CloseReason, EntryRateLimited
-from shared.live import IN_CALL, PatientEntry, Space
+from shared.live import IN_CALL, LiveState, PatientEntry, Space
 from shared.models import Clinic
 from shared.protocol import CallStarted, Ended, Leave, Offer, ProtocolError, decode
 from web import sock
@@ -32,7 +33,7 @@ from web.i18n import lazy_gettext as _l
 from web.safety import same_origin
 from web.services import Services
 from web.signalling import SocketSession, join_call_channels, leave_node, relay_offer
-from web.validation import StrippedSchema, text_field
+from web.validation import StrippedSchema, json_body, text_field
 
 bp = Blueprint("entry", __name__)
 
@@ -67,9 +68,9 @@ def _space_cookie_path(slug: str) -> str:
     return url_for("entry.entry_page", slug=slug) + "/"
 
 
-def _own_space(clinic: Clinic) -> Space | None:
+def _own_space(clinic: Clinic, live: LiveState) -> Space | None:
     """The space this browser's token opens, if it belongs to this clinic."""
-    space = Services.current().live.space_for_token(request.cookies.get(SPACE_COOKIE, ""))
+    space = live.space_for_token(request.cookies.get(SPACE_COOKIE, ""))
     return space if space is not None and space.clinic_id == clinic.id else None
 
 
@@ -89,28 +90,33 @@ def enter(slug: str) -> ResponseReturnValue:
     clinic = _clinic_or_404(slug)
     services = Services.current()
     as_json = request.is_json
-    raw = request.get_json(silent=True) if as_json else request.form.to_dict()
-    if isinstance(raw, dict):
-        raw.pop("csrf_token", None)
-    data, errors = EntrySchema().load_clean(raw if raw is not None else [])  # type: ignore[arg-type]
+    raw, errors = json_body() if as_json else (request.form.to_dict(), {})
+    data: dict[str, Any] = {}
+    if not errors:
+        if isinstance(raw, dict):
+            raw.pop("csrf_token", None)
+        data, errors = EntrySchema().load_clean(raw)
     if errors:
         if as_json:
             return {"errors": errors}, 400
-        values = {k: str(v)[:200] for k, v in (raw or {}).items() if isinstance(v, str)}
+        values = {k: str(v)[:200] for k, v in raw.items() if isinstance(v, str)}
         page = render_template("entry/enter.html", clinic=clinic, values=values, errors=errors)
         return page, 400
     try:
-        services.live.check_entry_rate(
-            request.remote_addr or "-", services.settings.entry_rate_per_minute
+        services.throttle.check_entry_rate(
+            request.remote_addr or "-",
+            clinic.id,
+            services.settings.entry_rate_per_minute,
+            services.settings.clinic_entry_rate_per_minute,
         )
     except EntryRateLimited as limited:
         body = {"errors": {"_schema": [message_for(limited)]}}
         if as_json:
-            return body, 429
+            return body, 429, {"Retry-After": str(limited.retry_after)}
         page = render_template(
             "entry/enter.html", clinic=clinic, values=data, errors=body["errors"]
         )
-        return page, 429
+        return page, 429, {"Retry-After": str(limited.retry_after)}
     _space, token = services.live.create_space(clinic.id, PatientEntry(**data))
     target = url_for("entry.space_page", slug=slug)
     response = make_response({"space": target}, 201) if as_json else redirect(target, 303)
@@ -130,7 +136,7 @@ def enter(slug: str) -> ResponseReturnValue:
 def space_page(slug: str) -> str | Response:
     """The patient's private space: self-view while waiting, then the call."""
     clinic = _clinic_or_404(slug)
-    space = _own_space(clinic)
+    space = _own_space(clinic, Services.current().live)
     if space is None:
         return redirect(url_for("entry.entry_page", slug=slug))
     return render_template(
@@ -144,13 +150,16 @@ def space_page(slug: str) -> str | Response:
 
 @sock.route("/c/<slug>/space/ws", bp=bp)
 def space_socket(ws: object, slug: str) -> None:
-    """The patient's socket: their own space's events, and signalling once a clinician joins."""
+    """The patient's socket: their own space's events, and signalling once a clinician joins.
+
+    A token holds VIDCLINIC_SOCKETS_PER_PATIENT sockets at most: a newer one closes the oldest.
+    """
     services = Services.current()
-    live = services.live
+    live = services.socket_live
     clinic = clinic_by_slug(Services.db(), slug)
-    space = _own_space(clinic) if clinic is not None and same_origin() else None
+    space = _own_space(clinic, live) if clinic is not None and same_origin() else None
     Services.release_db()
-    session = SocketSession(ws, services.hub)
+    session = SocketSession(ws, services.hub, services.sockets)
     if space is None:
         session.error("forbidden", _("This waiting space is closed."))
         session.close_socket()
@@ -167,6 +176,7 @@ def space_socket(ws: object, slug: str) -> None:
             join_call_channels(session, live, message.call, participant)
 
     try:
+        session.claim(keys.space_owner(space_id), services.settings.sockets_per_patient)
         session.subscribe(keys.space_events(space_id))
         session.start_relay(on_event)
         live.touch_space(space_id)
@@ -181,10 +191,8 @@ def space_socket(ws: object, slug: str) -> None:
                 break
             if raw is None:
                 continue
-            try:
-                message = decode(raw, Offer, Leave)
-            except ProtocolError as exc:
-                session.error("bad-message", str(exc))
+            message = session.decode(raw, Offer, Leave)
+            if message is None:
                 continue
             current = live.get_space(space_id)
             if current is None:

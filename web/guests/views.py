@@ -15,7 +15,7 @@ from shared.calls import Person
 from shared.errors import RoomFull, RoomLocked
 from shared.guest_sessions import MAX_SESSION_SECONDS, GuestSession
 from shared.models import GuestLink
-from shared.protocol import Lock, Offer, ProtocolError, decode
+from shared.protocol import Ended, Leave, Lock, Offer
 from shared.rooms import (
     MAX_GUEST_NAME,
     LinkState,
@@ -26,6 +26,7 @@ from shared.rooms import (
 )
 from shared.rooms import room_title as title_of
 from web import sock
+from web.i18n import gettext as _
 from web.room_call import RoomCall, refuse_entry
 from web.safety import same_origin
 from web.services import Services
@@ -125,37 +126,39 @@ def guest_room(token: str) -> ResponseReturnValue:
 def guest_socket(ws: object, token: str) -> None:
     """A guest inside their room: admission, signalling, lock; cut off when the link is revoked."""
     services = Services.current()
-    session = SocketSession(ws, services.hub)
+    session = SocketSession(ws, services.hub, services.sockets)
     link = link_for_token(Services.db(), token) if same_origin() else None
     guest = _session_for(token, link) if link is not None else None
     Services.release_db()
     if guest is None:
-        session.error("forbidden", "this guest link does not open this room")
+        session.error("forbidden", _("This guest link does not open this room."))
         session.close_socket()
         return
+    session.claim(keys.guest_owner(guest.participant), services.settings.sockets_per_patient)
+    session.subscribe(keys.guest_link_events(guest.link_id))
     person = Person(guest.participant, guest.name, "guest")
     call = RoomCall(services, session, guest.room_key, guest.clinic_id, person, guest.link_made_at)
     try:
-        session.subscribe(keys.guest_link_events(guest.link_id))
         call.enter()
     except (RoomFull, RoomLocked) as refused:
         refuse_entry(session, refused)
+        session.close()
         return
     guest_cookie = request.cookies.get(GUEST_COOKIE, "")
     try:
+        # A revoked link deletes the session: the guest is let go at the next tick at the latest.
         while call.present() and services.guests.get(guest_cookie) is not None:
             raw = session.receive()
             if raw is None:
                 continue
-            try:
-                message = decode(raw, Offer, Lock)
-            except ProtocolError as exc:
-                session.error("bad-message", str(exc))
-                continue
+            message = session.decode(raw, Offer, Lock, Leave)
             if isinstance(message, Offer):
                 call.offer(message)
             elif isinstance(message, Lock):
                 call.lock(message.locked)
+            elif isinstance(message, Leave):
+                session.send(Ended(reason="left"))
+                break
     except ConnectionClosed:
         pass
     finally:

@@ -19,7 +19,7 @@ from shared.audit import Action
 from shared.calls import Person
 from shared.errors import RoomFull, RoomLocked
 from shared.models import GuestLink, Room
-from shared.protocol import Lock, Offer, ProtocolError, decode
+from shared.protocol import Ended, Leave, Lock, Offer
 from shared.rooms import (
     MAX_GUEST_NAME,
     MAX_LINK_LIFETIME,
@@ -38,7 +38,8 @@ from shared.rooms import (
 )
 from shared.tokens import hash_token
 from web import sock
-from web.auth.views import is_member
+from web.auth import sessions
+from web.auth.views import claim_member_socket, may_still_act
 from web.clinic import admin_clinic, is_admin, member_clinic
 from web.i18n import gettext as _
 from web.i18n import lazy_gettext as _l
@@ -170,27 +171,25 @@ def delete(slug: str, key: str) -> Response:
 
 @sock.route("/clinics/<slug>/rooms/ws", bp=bp)
 def room_list_socket(ws: object, slug: str) -> None:
-    """Who is inside each of the clinic's rooms, kept live."""
+    """Who is inside each of the clinic's rooms, kept live; it takes no messages."""
     services = Services.current()
-    session = SocketSession(ws, services.hub)
+    session = SocketSession(ws, services.hub, services.sockets)
     try:
         require_same_origin()
         clinic = member_clinic(slug)
     except HTTPException as refused:
         refuse(session, refused)
         return
-    clinic_id, user_id = clinic.id, current_user.id
+    clinic_id, user_id, signed_in = clinic.id, current_user.id, sessions.current()
     Services.release_db()
     try:
+        claim_member_socket(session, user_id, signed_in)
         session.subscribe(keys.clinic_rooms(clinic_id))
         session.start_relay(forward)
         while True:
             raw = session.receive()
             if raw is not None:
-                session.error("bad-message", "this socket takes no messages")
-            if not is_member(user_id, clinic_id):
-                refuse(session, Forbidden())
-                break
+                session.decode(raw)  # nothing is allowed here: the browser hears why
     except ConnectionClosed:
         pass
     finally:
@@ -217,9 +216,9 @@ def room_page(slug: str, key: str) -> str:
 
 @sock.route("/clinics/<slug>/rooms/<key>/ws", bp=bp)
 def room_socket(ws: object, slug: str, key: str) -> None:
-    """A member inside a room: admission, signalling, lock."""
+    """A member inside a room: admission, signalling, lock, leaving."""
     services = Services.current()
-    session = SocketSession(ws, services.hub)
+    session = SocketSession(ws, services.hub, services.sockets)
     try:
         require_same_origin()
         room = _room_or_404(slug, key)
@@ -227,14 +226,15 @@ def room_socket(ws: object, slug: str, key: str) -> None:
         refuse(session, refused)
         return
     clinic_id, user_id, name = room.clinic_id, current_user.id, current_user.display_name
-    title = room_title(room)
+    title, signed_in = room_title(room), sessions.current()
     Services.release_db()
-    person = Person(f"u{user_id}", name, "member")
-    call = RoomCall(services, session, room.key, clinic_id, person)
+    claim_member_socket(session, user_id, signed_in)
+    call = RoomCall(services, session, room.key, clinic_id, Person(f"u{user_id}", name, "member"))
     try:
         call.enter()
     except (RoomFull, RoomLocked) as refused_entry:
         refuse_entry(session, refused_entry)
+        session.close()
         return
     _audit_socket(clinic_id, Action.ROOM_ENTERED, name, title, user_id)
     try:
@@ -242,12 +242,10 @@ def room_socket(ws: object, slug: str, key: str) -> None:
             raw = session.receive()
             if raw is None:
                 continue
-            try:
-                message = decode(raw, Offer, Lock)
-            except ProtocolError as exc:
-                session.error("bad-message", str(exc))
+            message = session.decode(raw, Offer, Lock, Leave)
+            if message is None:
                 continue
-            if not is_member(user_id, clinic_id):
+            if not may_still_act(user_id, clinic_id, signed_in):
                 refuse(session, Forbidden())
                 break
             if isinstance(message, Offer):
@@ -255,6 +253,9 @@ def room_socket(ws: object, slug: str, key: str) -> None:
             elif isinstance(message, Lock) and call.lock(message.locked):
                 action = Action.ROOM_LOCKED if message.locked else Action.ROOM_UNLOCKED
                 _audit_socket(clinic_id, action, name, title, user_id)
+            elif isinstance(message, Leave):
+                session.send(Ended(reason="left"))
+                break
     except ConnectionClosed:
         pass
     finally:

@@ -10,6 +10,10 @@
   const template = document.querySelector("template[data-card]");
   const cards = new Map();
   let clockOffset = 0; // server time minus browser time, seconds
+  // Errors after which the server will not take this page's socket back: no access, signed out,
+  // or the dashboard was opened in other windows past the cap. Reconnecting would only fight.
+  const FINAL = ["forbidden", "not-found", "replaced", "signed-out"];
+  let stopped = false;
 
   function waited(enteredAt) {
     const seconds = Math.max(0, Math.floor(Date.now() / 1000 + clockOffset - enteredAt));
@@ -69,11 +73,19 @@
           break;
         case "space-left": remove(message.space); break;
         case "joined": location.assign(message.url); break;
-        case "error": alertBox.textContent = message.message; break;
+        case "error":
+          alertBox.textContent = message.message;
+          if (FINAL.includes(message.code)) {
+            // Nothing of the waiting area stays on a page that may no longer see it.
+            stopped = true;
+            [...cards.keys()].forEach(remove);
+          }
+          break;
         default: break;
       }
     };
     socket.onclose = () => {
+      if (stopped) return;
       alertBox.textContent = config.strings.lostConnection;
       setTimeout(connect, 1000);
     };

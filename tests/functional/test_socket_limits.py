@@ -1,0 +1,165 @@
+"""Limits on what one browser's sockets can cost: how many a patient token or a team member
+holds open at once, and how fast one socket's messages are taken."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import requests
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.protocol import State
+
+from shared.protocol import NodeLeave
+from tests.support.accounts import CLINICIAN, MANY_TABS
+from tests.support.http import Socket, cookie_header, enter, join_from_dashboard, signed_in
+from tests.support.stack import Stack
+
+PATIENT = {"first_name": "Bohdan", "last_name": "Sockets", "phone": "+380 50 222 3344"}
+#: VIDCLINIC_SOCKETS_PER_PATIENT and VIDCLINIC_SOCKETS_PER_USER by default.
+PER_PATIENT = 3
+PER_USER = 8
+
+
+async def _open_many(stack: Stack, path: str, cookie: str, count: int) -> list[ClientConnection]:
+    """`count` sockets opened as fast as a client can, a hundred handshakes at a time."""
+    gate = asyncio.Semaphore(100)
+
+    async def open_one() -> ClientConnection:
+        async with gate:
+            return await connect(
+                f"{stack.ws_url}{path}", additional_headers={"Cookie": cookie}, open_timeout=120
+            )
+
+    return list(await asyncio.gather(*(open_one() for _ in range(count))))
+
+
+async def _wait_for_closes(sockets: list[ClientConnection], open_at_most: int) -> None:
+    deadline = time.monotonic() + 60
+    while sum(s.state is not State.CLOSED for s in sockets) > open_at_most:
+        assert time.monotonic() < deadline, "the server left too many sockets open"
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1)  # nothing else closes, nor stays open, after a moment
+
+
+async def _first_message(socket: ClientConnection) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(await socket.recv())
+    return message
+
+
+def _pages_while(stack: Stack, pages: list[tuple[requests.Session, str]], stop: threading.Event,
+                 statuses: list[int]) -> None:  # fmt: skip
+    while not stop.is_set():
+        for session, path in pages:
+            statuses.append(session.get(f"{stack.url}{path}", timeout=30).status_code)
+
+
+def test_many_sockets_on_one_token_leave_pages_up_and_only_the_newest_open(stack: Stack) -> None:
+    """1,500 sockets opened with one patient token, then dropped at once: every page and the
+    health check keep answering 200 throughout, and only the newest few sockets stay open."""
+    patient, _ = enter(stack, PATIENT)
+    neighbour, _ = enter(stack, {**PATIENT, "last_name": "Neighbour"})
+    clinician = signed_in(stack, CLINICIAN.email, CLINICIAN.password)
+    pages = [
+        (requests.Session(), "/healthz"),
+        (requests.Session(), "/c/demo"),
+        (neighbour, "/c/demo/space"),
+        (clinician, "/clinics/demo/waiting-area"),
+    ]
+    statuses: list[int] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_pages_while, args=(stack, pages, stop, statuses))
+    watcher.start()
+
+    async def flood() -> None:
+        cookie = cookie_header(patient)
+        sockets = await _open_many(stack, "/c/demo/space/ws", cookie, 1500)
+        await _wait_for_closes(sockets, PER_PATIENT)
+        # Opened once the flood has settled, so it is surely the newest.
+        newest = await connect(
+            f"{stack.ws_url}/c/demo/space/ws", additional_headers={"Cookie": cookie}
+        )
+        try:
+            await _wait_for_closes([*sockets, newest], PER_PATIENT)
+            still_open = [s for s in sockets if s.state is not State.CLOSED]
+            assert len(still_open) == PER_PATIENT - 1 and newest.state is State.OPEN
+            replaced = next(s for s in sockets if s.state is State.CLOSED)
+            assert (await _first_message(replaced))["code"] == "replaced"
+        finally:
+            for socket in [*sockets, newest]:
+                socket.transport.abort()  # dropped, not closed: as when a network goes away
+
+    try:
+        asyncio.run(flood())
+        time.sleep(2)  # the server notices the drops and cleans up while pages are asked for
+    finally:
+        stop.set()
+        watcher.join()
+    assert len(statuses) >= len(pages)
+    assert set(statuses) == {200}
+    web_log = stack.processes["web"].log.read_text(errors="replace")
+    assert "MaxConnectionsError" not in web_log and "Too many connections" not in web_log
+    # The patient's own page opens a socket as before.
+    again = Socket(stack, "/c/demo/space/ws", patient)
+    try:
+        again.send({"type": "offer", "sdp": "v=0"})
+        assert again.receive_type("error")["code"] == "not-in-call"
+    finally:
+        again.close()
+
+
+def test_a_team_member_holds_a_few_sockets_and_a_new_one_closes_the_oldest(stack: Stack) -> None:
+    member = signed_in(stack, MANY_TABS.email, MANY_TABS.password)
+    dashboards = [Socket(stack, "/clinics/demo/waiting-area/ws", member) for _ in range(PER_USER)]
+    try:
+        for dashboard in dashboards:
+            dashboard.receive_type("waiting-area")
+        newer = [Socket(stack, "/clinics/demo/waiting-area/ws", member) for _ in range(2)]
+        dashboards += newer
+        for oldest in dashboards[:2]:
+            closing = oldest.until_closed()
+            assert [m["code"] for m in closing if m["type"] == "error"] == ["replaced"]
+        for dashboard in dashboards[2:]:
+            assert not dashboard.closed_by_server(timeout=0.5)
+    finally:
+        for dashboard in dashboards:
+            dashboard.close()
+
+
+def test_an_offer_flood_on_one_socket_is_refused_past_a_few(stack: Stack) -> None:
+    """A patient in a call sends fifty 100 KB offers at once: only the first few reach the media
+    node's inbox, and each of the rest is refused with rate-limited."""
+    patient, _ = enter(stack, {**PATIENT, "last_name": "Flood"})
+    socket = Socket(stack, "/c/demo/space/ws", patient)
+    clinician = signed_in(stack, CLINICIAN.email, CLINICIAN.password)
+    dashboard, call_id, _url = join_from_dashboard(stack, clinician, "Flood")
+    socket.receive_type("media-ready")
+    client = stack.redis()
+    inbox = "vc:media:node:node-1:inbox"
+    media = stack.processes["media"].popen.pid
+    # The node is paused so that its inbox keeps what reaches it; its registry entry is kept
+    # alive meanwhile, as its heartbeat would. A harmless command goes first: a read the node
+    # was already waiting on takes it, not an offer.
+    os.killpg(media, signal.SIGSTOP)
+    try:
+        client.expire("vc:media:node:node-1", 60)
+        client.rpush(inbox, NodeLeave(call="sentinel", participant="-", connection="-").encode())
+        time.sleep(0.2)
+        before = client.llen(inbox)
+        sdp = "v=0\r\n" + "a=x-padding:0123456789abcdef\r\n" * 3300
+        for _ in range(50):
+            socket.send({"type": "offer", "sdp": sdp})
+        refusals = [socket.receive_type("error")["code"] for _ in range(45)]
+        relayed = [json.loads(m) for m in client.lrange(inbox, before, -1)]
+    finally:
+        os.killpg(media, signal.SIGCONT)
+        socket.close()
+        dashboard.close()
+    assert set(refusals) == {"rate-limited"}
+    offers = [m for m in relayed if m["type"] == "node-offer" and m["call"] == call_id]
+    assert 5 <= len(offers) <= 6
