@@ -53,7 +53,6 @@ if #stale > 0 then
 end
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
   return 'again'
 end
 local locked = redis.call('HGET', KEYS[1], 'locked_at')
@@ -159,7 +158,7 @@ class CallPresence:
             keys=[keys.call(call_id), keys.call_participants(call_id), keys.call_people(call_id)],
             args=[
                 person.participant,
-                json.dumps({"name": person.name, "role": person.role}),
+                json.dumps({"name": person.name, "role": person.role, "since": now}),
                 repr(now),
                 repr(now - PRESENCE_STALE),
                 CALL_CAPACITY,
@@ -246,15 +245,15 @@ class CallPresence:
 
     def people(self, call_id: str) -> list[Person]:
         """Who is inside, in the order they came in."""
-        order = self.redis.zrange(keys.call_participants(call_id), 0, -1)
+        inside = set(self.redis.zrange(keys.call_participants(call_id), 0, -1))
         people = self.redis.hgetall(keys.call_people(call_id))
-        found = []
-        for participant in order:
-            raw = people.get(participant)
-            if raw is not None:
-                data = json.loads(raw)
-                found.append(Person(participant, data["name"], data["role"]))
-        return found
+        found = [(json.loads(raw), participant) for participant, raw in people.items()]
+        found.sort(key=lambda item: item[0]["since"])
+        return [
+            Person(participant, data["name"], data["role"])
+            for data, participant in found
+            if participant in inside
+        ]
 
     def state(self, room_key: str) -> RoomState:
         """What a room looks like from outside: who is inside, and whether it is locked."""

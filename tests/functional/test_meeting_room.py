@@ -41,6 +41,7 @@ def _guest_link(page: Page) -> str:
     dialog = page.get_by_role("dialog", name="Create guest link")
     dialog.get_by_role("button", name="Create link").click()
     address = dialog.get_by_label("Guest link")
+    expect(address).to_be_visible()
     expect(address).to_have_value(re.compile(r"/g/"))
     url = address.input_value()
     dialog.get_by_role("button", name="Close").click()

@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 READ = re.compile(
     r"""(?:env|environ)(?:\.get)?\(\s*["']([A-Z][A-Z0-9_]+)["']"""  # env.get("NAME")
-    r"""|_(?:int|bool)\(env, "([A-Z0-9_]+)\""""  # _int(env, "NAME", ...)
+    r"""|_\w+\(env, "([A-Z0-9_]+)\""""  # _int(env, "NAME", ...), _choice(env, ...)
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_user
+from flask_login import current_user
 from marshmallow import fields, validate
 
 from shared import audit
@@ -96,7 +96,7 @@ def invitation(token: str) -> ResponseReturnValue:
             )
             session.commit()
             if not current_user.is_authenticated:
-                login_user(existing)
+                sessions.start(existing)
             return redirect(url_for("dashboard.waiting_area", slug=found.clinic.slug), 303)
     return render_template(
         "auth/invitation.html",

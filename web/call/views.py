@@ -7,8 +7,9 @@ from flask_login import current_user, login_required
 from flask_sock import ConnectionClosed
 from werkzeug.exceptions import Forbidden, HTTPException
 
+from shared.calls import Person
 from shared.consultations import end_consultation
-from shared.errors import CloseReason
+from shared.errors import CloseReason, RoomFull
 from shared.live import Call
 from shared.models import Clinic
 from shared.protocol import EndCall, Offer
@@ -16,6 +17,7 @@ from web import sock
 from web.auth import sessions
 from web.auth.views import claim_member_socket, may_still_act
 from web.clinic import member_clinic
+from web.room_call import refuse_entry
 from web.services import Services
 from web.signalling import (
     SocketSession,
@@ -63,7 +65,7 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
     The socket closes as soon as the member's access changes or their session ends.
     """
     services = Services.current()
-    live = services.socket_live
+    live, calls = services.socket_live, services.socket_calls
     session = SocketSession(ws, services.hub, services.sockets)
     try:
         require_same_origin()
@@ -78,12 +80,19 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
     live.touch_call(call_id, participant)
     try:
         claim_member_socket(session, user_id, signed_in)
+        try:
+            calls.admit(call_id, Person(participant, name, "clinician"))
+        except (KeyError, RoomFull) as refused:
+            if isinstance(refused, RoomFull):
+                refuse_entry(session, refused)
+            return
         join_call_channels(session, live, call_id, participant)
         session.start_relay(forward)
         while True:
             raw = session.receive()
             if not live.touch_call(call_id, participant):
                 break
+            calls.touch(call_id, participant)
             if raw is None:
                 continue
             message = session.decode(raw, Offer, EndCall)
@@ -104,3 +113,4 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
         session.close()
         live.touch_call(call_id, participant)
         leave_node(session, live, call_id, participant)
+        calls.leave(call_id, participant)

@@ -21,8 +21,9 @@ from werkzeug.wrappers import Response
 
 from shared import keys
 from shared.accounts import clinic_by_slug
+from shared.calls import Person
 from shared.consultations import end_consultation
-from shared.errors import CloseReason, EntryRateLimited
+from shared.errors import CloseReason, EntryRateLimited, RoomFull
 from shared.live import IN_CALL, LiveState, PatientEntry, Space
 from shared.models import Clinic
 from shared.protocol import CallStarted, Ended, Leave, Offer, ProtocolError, decode
@@ -30,6 +31,7 @@ from web import sock
 from web.errors import message_for
 from web.i18n import gettext as _
 from web.i18n import lazy_gettext as _l
+from web.room_call import refuse_entry
 from web.safety import same_origin
 from web.services import Services
 from web.signalling import SocketSession, join_call_channels, leave_node, relay_offer
@@ -165,6 +167,21 @@ def space_socket(ws: object, slug: str) -> None:
         session.close_socket()
         return
     space_id, participant = space.id, space.participant_id
+    person = Person(participant, space.display_name, "patient")
+    calls = services.socket_calls
+    joined: dict[str, str] = {}
+
+    def join(call_id: str) -> None:
+        """Take the patient's place in the call (six at most), then its signalling."""
+        try:
+            calls.admit(call_id, person)
+        except KeyError:
+            return  # the consultation ended meanwhile
+        except RoomFull as full:
+            refuse_entry(session, full)
+            return
+        joined["call"] = call_id
+        join_call_channels(session, live, call_id, participant)
 
     def on_event(session: SocketSession, channel: str, data: str) -> None:
         try:
@@ -173,7 +190,7 @@ def space_socket(ws: object, slug: str) -> None:
             return
         session.send(data)
         if isinstance(message, CallStarted):
-            join_call_channels(session, live, message.call, participant)
+            join(message.call)
 
     try:
         session.claim(keys.space_owner(space_id), services.settings.sockets_per_patient)
@@ -184,11 +201,13 @@ def space_socket(ws: object, slug: str) -> None:
         current = live.get_space(space_id)
         if current is not None and current.status == IN_CALL:
             session.send(CallStarted(call=current.call_id, clinician=current.clinician_name))
-            join_call_channels(session, live, current.call_id, participant)
+            join(current.call_id)
         while True:
             raw = session.receive()
             if not live.touch_space(space_id):
                 break
+            if "call" in joined:
+                calls.touch(joined["call"], participant)
             if raw is None:
                 continue
             message = session.decode(raw, Offer, Leave)
@@ -216,3 +235,5 @@ def space_socket(ws: object, slug: str) -> None:
         current = live.get_space(space_id)
         if current is not None and current.call_id:
             leave_node(session, live, current.call_id, participant)
+        if "call" in joined:
+            calls.leave(joined["call"], participant)

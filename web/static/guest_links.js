@@ -79,6 +79,8 @@
   section.querySelector("[data-open-links]").addEventListener("click", () => {
     newLink.hidden = false;
     made.hidden = true;
+    address.value = "";
+    current = null;
     status.textContent = "";
     dialog.showModal();
   });
