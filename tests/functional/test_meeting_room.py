@@ -110,6 +110,10 @@ def test_three_members_and_a_guest_meet_and_a_seventh_is_refused(
         }
         for page, own in everyone.items():
             _sees_everyone(page, [n for n in everyone.values() if n != own])
+        # Chromium's fake microphone beeps: whoever is loudest is shown speaking, by name.
+        speaking = admin.locator("figure.speaking figcaption")
+        expect(speaking).to_have_count(1, timeout=10_000)
+        expect(speaking).to_contain_text("is speaking")
 
         # Two more members come in without media; the seventh person is refused at the door.
         for account in (FIFTH, SIXTH):

@@ -27,6 +27,10 @@ ADMIN = Account("admin@demo.example", "admin-password-123", "Iryna Admin")
 FIFTH = Account("fifth@demo.example", "fifth-password-123", "Dr Fifth")
 SIXTH = Account("sixth@demo.example", "sixth-password-123", "Dr Sixth")
 SEVENTH = Account("seventh@demo.example", "seventh-password-1", "Dr Seventh")
+#: Members whom the Team page tests promote, remove or invite elsewhere.
+RISER = Account("riser@demo.example", "riser-password-123", "Dr Riser")
+LEAVER = Account("leaver@demo.example", "leaver-password-12", "Dr Leaver")
+NEWCOMER = Account("newcomer@other.example", "newcomer-password", "Dr Newcomer")
 DEPARTING = Account("departing@demo.example", "departing-password", "Dr Departing")
 PROMOTED = Account("promoted@demo.example", "promoted-password-1", "Dr Promoted")
 GUESSED = Account("guessed@demo.example", "guessed-password-12", "Dr Guessed")
@@ -54,6 +58,9 @@ def seed(database_url: str) -> None:
             (FIFTH, "demo"),
             (SIXTH, "demo"),
             (SEVENTH, "demo"),
+            (RISER, "demo"),
+            (LEAVER, "demo"),
+            (NEWCOMER, "other"),
             (DEPARTING, "demo"),
             (PROMOTED, "demo"),
             (GUESSED, "demo"),

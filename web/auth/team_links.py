@@ -74,10 +74,12 @@ def invitation(token: str) -> ResponseReturnValue:
     signed_in_as_invitee = current_user.is_authenticated and current_user.id == getattr(
         existing, "id", None
     )
+    # Signed in as somebody else: the invitation is not theirs to take up.
+    someone_else = current_user.is_authenticated and not signed_in_as_invitee
     errors: dict[str, list[str]] = {}
     values: dict[str, str] = {}
     if request.method == "POST":
-        if existing is not None and not signed_in_as_invitee:
+        if someone_else or (existing is not None and not signed_in_as_invitee):
             abort(403)
         if existing is None:
             data, errors = NewMemberSchema().load_clean(_form())
@@ -103,6 +105,7 @@ def invitation(token: str) -> ResponseReturnValue:
         invitation=found,
         existing=existing is not None,
         signed_in_as_invitee=signed_in_as_invitee,
+        someone_else=someone_else,
         values=values,
         errors=errors,
         sign_in=url_for("auth.login", next=request.path),

@@ -1,0 +1,230 @@
+"""What a clinic admin does on the Team and room pages, and what everyone else then sees:
+roles (a clinic always keeps an admin), removals that cut a member off at once, invitations
+for an existing account, rooms renamed and deleted with people inside, links revoked with a
+guest inside, the audit log, and the clinic menu for each role."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import requests
+from playwright.sync_api import expect
+
+from shared.models import Invitation, Membership, Role
+from tests.support.accounts import ADMIN, CLINICIAN, LEAVER, NEWCOMER, RISER
+from tests.support.database import session_for
+from tests.support.http import Socket, csrf_token, signed_in
+from tests.support.pages import new_context, sign_in
+from tests.support.stack import Stack
+
+
+def _admin_post(admin: requests.Session, stack: Stack, path: str, **data: str) -> requests.Response:
+    token = csrf_token(admin, f"{stack.url}/clinics/demo/team")
+    return admin.post(f"{stack.url}{path}", data={"csrf_token": token, **data}, timeout=10)
+
+
+def _user_id(stack: Stack, email: str) -> int:
+    with session_for(stack.database_url) as session:
+        found = session.query(Membership).join(Membership.user).filter_by(email=email).first()
+        assert found is not None
+        return found.user_id
+
+
+def _role(stack: Stack, email: str) -> Role | None:
+    with session_for(stack.database_url) as session:
+        found = session.query(Membership).join(Membership.user).filter_by(email=email).first()
+        return found.role if found is not None else None
+
+
+def test_roles_change_but_a_clinic_always_keeps_an_admin(stack: Stack) -> None:
+    admin = signed_in(stack, ADMIN.email, ADMIN.password)
+    riser = _user_id(stack, RISER.email)
+    assert (
+        _admin_post(admin, stack, f"/clinics/demo/team/{riser}/role", role="admin").status_code
+        == 200
+    )
+    assert _role(stack, RISER.email) == Role.ADMIN
+    # Two admins: either may step down, but not the last one.
+    assert (
+        _admin_post(admin, stack, f"/clinics/demo/team/{riser}/role", role="clinician").status_code
+        == 200
+    )
+    last = _admin_post(
+        admin, stack, f"/clinics/demo/team/{_user_id(stack, ADMIN.email)}/role", role="clinician"
+    )
+    assert last.status_code == 400 and "A clinic needs at least one admin." in last.text
+    refused = _admin_post(admin, stack, f"/clinics/demo/team/{_user_id(stack, ADMIN.email)}/remove")
+    assert refused.status_code == 400
+    assert _role(stack, ADMIN.email) == Role.ADMIN
+    bad = _admin_post(admin, stack, f"/clinics/demo/team/{riser}/role", role="owner")
+    assert bad.status_code == 400 and "Choose admin or clinician." in bad.text
+
+
+def test_a_removed_member_is_cut_off_at_once_and_loses_their_user_room(stack: Stack) -> None:
+    admin = signed_in(stack, ADMIN.email, ADMIN.password)
+    leaver_id = _user_id(stack, LEAVER.email)
+    _admin_post(admin, stack, f"/clinics/demo/team/{leaver_id}/user-room")
+    leaver = signed_in(stack, LEAVER.email, LEAVER.password)
+    menu = leaver.get(f"{stack.url}/clinics/demo/waiting-area", timeout=10).text
+    own = re.search(r'href="(/clinics/demo/rooms/[^"]+)"\s*>Dr Leaver \(your room\)', menu)
+    assert own, "the user room is not in its owner's menu"
+    room = Socket(stack, f"{own.group(1)}/ws", leaver)
+    room.receive_type("room-state")
+    assert _admin_post(admin, stack, f"/clinics/demo/team/{leaver_id}/remove").status_code == 200
+    messages = room.until_closed(timeout=2)
+    assert {"ended", "error"} & {m["type"] for m in messages}
+    assert _role(stack, LEAVER.email) is None
+    page = leaver.get(f"{stack.url}{own.group(1)}", timeout=10)
+    assert page.status_code == 403
+
+
+def test_someone_with_an_account_accepts_an_invitation_with_one_click(stack: Stack) -> None:
+    admin = signed_in(stack, ADMIN.email, ADMIN.password)
+    _admin_post(admin, stack, "/clinics/demo/team/invite", email=NEWCOMER.email, role="clinician")
+    (mail,) = stack.mail.wait_for(NEWCOMER.email)
+    link = re.search(r"https?://\S+", mail.get_content())
+    assert link
+    signed_out = requests.get(link.group(0), timeout=10).text
+    assert "Sign in to accept" in signed_out and "Accept invitation" not in signed_out
+    newcomer = signed_in(stack, NEWCOMER.email, NEWCOMER.password)
+    assert "Accept invitation" in newcomer.get(link.group(0), timeout=10).text
+    token = csrf_token(newcomer, link.group(0))
+    accepted = newcomer.post(link.group(0), data={"csrf_token": token}, timeout=10)
+    assert accepted.url.endswith("/clinics/demo/waiting-area") and accepted.status_code == 200
+    assert _role(stack, NEWCOMER.email) == Role.CLINICIAN
+    # Someone else's account cannot accept an invitation for another email.
+    _admin_post(admin, stack, "/clinics/demo/team/invite", email="third@example.org", role="admin")
+    (third,) = stack.mail.wait_for("third@example.org")
+    other = re.search(r"https?://\S+", third.get_content())
+    assert other
+    token = csrf_token(newcomer, other.group(0))
+    assert (
+        newcomer.post(
+            other.group(0),
+            data={"csrf_token": token, "name": "X", "password": "x" * 12},
+            timeout=10,
+        ).status_code
+        == 403
+    )
+
+
+def test_an_expired_invitation_says_so_and_admits_nobody(stack: Stack) -> None:
+    admin = signed_in(stack, ADMIN.email, ADMIN.password)
+    _admin_post(
+        admin, stack, "/clinics/demo/team/invite", email="late@example.org", role="clinician"
+    )
+    (mail,) = stack.mail.wait_for("late@example.org")
+    link = re.search(r"https?://\S+", mail.get_content())
+    assert link
+    with session_for(stack.database_url) as session:
+        invitation = session.query(Invitation).filter_by(email="late@example.org").one()
+        invitation.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        session.commit()
+    visitor = requests.Session()
+    page = visitor.get(link.group(0), timeout=10)
+    assert page.status_code == 410 and "This invitation has expired." in page.text
+
+
+def _room(admin: requests.Session, stack: Stack, name: str) -> str:
+    token = csrf_token(admin, f"{stack.url}/clinics/demo/rooms")
+    page = admin.post(
+        f"{stack.url}/clinics/demo/rooms", data={"csrf_token": token, "name": name}, timeout=10
+    ).text
+    found = re.search(
+        r'href="(/clinics/demo/rooms/[^"/]+)"[^>]*aria-label="Enter room ' + name, page
+    )
+    assert found
+    return found.group(1)
+
+
+def test_renaming_keeps_the_room_and_deleting_it_lets_everyone_inside_go(stack: Stack) -> None:
+    admin = signed_in(stack, ADMIN.email, ADMIN.password)
+    path = _room(admin, stack, "Before")
+    _admin_post(admin, stack, f"{path}/rename", name="After")
+    listing = admin.get(f"{stack.url}/clinics/demo/rooms", timeout=10).text
+    assert "Enter room After" in listing and "Enter room Before" not in listing
+    duplicate = _room(admin, stack, "Twin")
+    taken = _admin_post(admin, stack, f"{duplicate}/rename", name="After")
+    assert (
+        taken.status_code == 400 and "A meeting room with this name exists already." in taken.text
+    )
+
+    inside = Socket(stack, f"{path}/ws", signed_in(stack, CLINICIAN.email, CLINICIAN.password))
+    inside.receive_type("room-state")
+    _admin_post(admin, stack, f"{path}/delete")
+    ended = [m for m in inside.until_closed(timeout=8) if m["type"] == "ended"]
+    assert ended and ended[0]["reason"] == "room-deleted"
+    assert admin.get(f"{stack.url}{path}", timeout=10).status_code == 404
+
+
+def test_revoking_a_link_lets_its_guest_go(stack: Stack) -> None:
+    admin = signed_in(stack, ADMIN.email, ADMIN.password)
+    path = _room(admin, stack, "Revoking")
+    token = csrf_token(admin, f"{stack.url}{path}")
+    made = admin.post(
+        f"{stack.url}{path}/links", json={}, headers={"X-CSRFToken": token}, timeout=10
+    ).json()
+    guest = requests.Session()
+    form = csrf_token(guest, made["url"])
+    guest.post(made["url"], data={"csrf_token": form, "name": "Briefly Here"}, timeout=10)
+    socket = Socket(stack, re.sub(r"^https?://[^/]+", "", made["url"]) + "/ws", guest)
+    socket.receive_type("room-state")
+    admin.post(
+        f"{stack.url}{made['link']['revoke_url']}",
+        json={},
+        headers={"X-CSRFToken": token},
+        timeout=10,
+    )
+    ended = [m for m in socket.until_closed(timeout=8) if m["type"] == "ended"]
+    assert ended and ended[0]["reason"] == "link-revoked"
+    assert guest.get(f"{made['url']}/room", timeout=10).url.endswith(made["url"].rsplit("/", 1)[1])
+
+
+def test_the_audit_log_records_who_did_what_and_filters_by_date(stack: Stack) -> None:
+    admin = signed_in(stack, ADMIN.email, ADMIN.password)
+    path = _room(admin, stack, "Audited")
+    token = csrf_token(admin, f"{stack.url}{path}")
+    admin.post(f"{stack.url}{path}/links", json={}, headers={"X-CSRFToken": token}, timeout=10)
+    socket = Socket(stack, f"{path}/ws", admin)
+    socket.receive_type("room-state")
+    socket.close()
+    today = dt.datetime.now(dt.UTC).date()
+    log = admin.get(
+        f"{stack.url}/clinics/demo/audit", params={"since": today.isoformat()}, timeout=10
+    ).text
+    for action in ("Created a meeting room", "Created a guest link", "Entered a room"):
+        assert re.search(rf"<td>{ADMIN.name}</td>\s*<td>{action}</td>\s*<td>Audited</td>", log), (
+            action
+        )
+    yesterday = (today - dt.timedelta(days=1)).isoformat()
+    old = admin.get(f"{stack.url}/clinics/demo/audit", params={"until": yesterday}, timeout=10).text
+    assert "Audited" not in old
+    bad = admin.get(f"{stack.url}/clinics/demo/audit", params={"since": "not a date"}, timeout=10)
+    assert bad.status_code == 400 and "Enter a date." in bad.text
+
+
+def test_the_clinic_menu_shows_each_member_what_they_may_open(
+    stack: Stack, browser: object
+) -> None:
+    for account, expected in (
+        (ADMIN, ["Waiting area", "Meeting rooms", "Team", "Settings", "Audit log"]),
+        (CLINICIAN, ["Waiting area", "Meeting rooms"]),
+    ):
+        context = new_context(browser)
+        try:
+            page = context.new_page()
+            page.set_viewport_size({"width": 390, "height": 844})
+            sign_in(page, stack, account.email, account.password)
+            menu = page.get_by_role("navigation", name="Clinic")
+            expect(menu).to_be_visible()
+            labels = [
+                label
+                for label in menu.get_by_role("link").all_inner_texts()
+                if "your room" not in label
+            ]
+            assert labels == expected
+            page.keyboard.press("Tab")  # the menu is reachable by keyboard
+            assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
+        finally:
+            context.close()
