@@ -18,7 +18,7 @@ from websockets.protocol import State
 from shared.protocol import NodeLeave
 from tests.support.accounts import CLINICIAN, MANY_TABS
 from tests.support.http import Socket, cookie_header, enter, join_from_dashboard, signed_in
-from tests.support.stack import Stack
+from tests.support.stack import Stack, another_web
 
 PATIENT = {"first_name": "Bohdan", "last_name": "Sockets", "phone": "+380 50 222 3344"}
 #: VIDCLINIC_SOCKETS_PER_PATIENT and VIDCLINIC_SOCKETS_PER_USER by default.
@@ -111,6 +111,29 @@ def test_many_sockets_on_one_token_leave_pages_up_and_only_the_newest_open(stack
         assert again.receive_type("error")["code"] == "not-in-call"
     finally:
         again.close()
+
+
+def test_a_newer_socket_on_another_web_process_closes_the_oldest(stack: Stack) -> None:
+    """The cap holds across web processes: the count lives in Redis, and the oldest socket's
+    process hears the notice on the token's control channel."""
+    patient, _ = enter(stack, {**PATIENT, "last_name": "Twoprocesses"})
+    here = [Socket(stack, "/c/demo/space/ws", patient) for _ in range(PER_PATIENT)]
+    try:
+        for socket in here:  # each socket is counted once its first reply comes
+            socket.send({"type": "offer", "sdp": "v=0"})
+            socket.receive_type("error")
+        with another_web(stack, "web-second", {}) as second:
+            there = Socket(second, "/c/demo/space/ws", patient)
+            try:
+                closing = here[0].until_closed()
+                assert [m["code"] for m in closing if m["type"] == "error"] == ["replaced"]
+                for socket in (*here[1:], there):
+                    assert not socket.closed_by_server(timeout=0.5)
+            finally:
+                there.close()
+    finally:
+        for socket in here:
+            socket.close()
 
 
 def test_a_team_member_holds_a_few_sockets_and_a_new_one_closes_the_oldest(stack: Stack) -> None:
