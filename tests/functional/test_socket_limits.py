@@ -113,6 +113,41 @@ def test_many_sockets_on_one_token_leave_pages_up_and_only_the_newest_open(stack
         again.close()
 
 
+def test_sockets_wait_for_a_redis_connection_rather_than_fail(stack: Stack) -> None:
+    """A web process with two Redis connections per pool: forty patients' sockets opening and
+    then dropping at once wait their turn, and its pages keep answering."""
+    patients = [enter(stack, {**PATIENT, "last_name": f"Pool{i}"})[0] for i in range(40)]
+    tokens = [cookie_header(patient) for patient in patients]
+    with another_web(stack, "web-small-pool", {"VIDCLINIC_REDIS_CONNECTIONS": "2"}) as small:
+        statuses: list[int] = []
+        stop = threading.Event()
+        pages = [(requests.Session(), "/healthz"), (requests.Session(), "/c/demo")]
+        watcher = threading.Thread(target=_pages_while, args=(small, pages, stop, statuses))
+        watcher.start()
+
+        async def open_and_drop() -> None:
+            sockets = await asyncio.gather(
+                *(
+                    connect(f"{small.ws_url}/c/demo/space/ws", additional_headers={"Cookie": t})
+                    for t in tokens
+                )
+            )
+            await asyncio.sleep(1)
+            assert all(s.state is State.OPEN for s in sockets)
+            for socket in sockets:
+                socket.transport.abort()
+
+        try:
+            asyncio.run(open_and_drop())
+            time.sleep(2)
+        finally:
+            stop.set()
+            watcher.join()
+    assert statuses and set(statuses) == {200}
+    log = (stack.root / "web-small-pool.log").read_text(errors="replace")
+    assert "Traceback" not in log and "Too many connections" not in log
+
+
 def test_a_newer_socket_on_another_web_process_closes_the_oldest(stack: Stack) -> None:
     """The cap holds across web processes: the count lives in Redis, and the oldest socket's
     process hears the notice on the token's control channel."""
