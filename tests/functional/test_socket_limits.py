@@ -17,6 +17,7 @@ from websockets.protocol import State
 
 from shared.protocol import NodeLeave
 from tests.support.accounts import CLINICIAN, MANY_TABS
+from tests.support.aio import run
 from tests.support.http import Socket, cookie_header, enter, join_from_dashboard, signed_in
 from tests.support.stack import Stack, another_web
 
@@ -95,7 +96,7 @@ def test_many_sockets_on_one_token_leave_pages_up_and_only_the_newest_open(stack
                 socket.transport.abort()  # dropped, not closed: as when a network goes away
 
     try:
-        asyncio.run(flood())
+        run(flood())
         time.sleep(2)  # the server notices the drops and cleans up while pages are asked for
     finally:
         stop.set()
@@ -138,7 +139,7 @@ def test_sockets_wait_for_a_redis_connection_rather_than_fail(stack: Stack) -> N
                 socket.transport.abort()
 
         try:
-            asyncio.run(open_and_drop())
+            run(open_and_drop())
             time.sleep(2)
         finally:
             stop.set()
