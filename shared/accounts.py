@@ -113,6 +113,7 @@ def clinic_by_slug(session: Session, slug: str) -> Clinic | None:
 
 
 def user_by_email(session: Session, email: str) -> User | None:
+    """The team member with this email (in any case), or None."""
     return session.scalar(select(User).where(User.email == normalise_email(email)))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -23,9 +24,11 @@ from web.services import Services
 #: referrer leaving it, camera and microphone for this site alone.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "media-src 'self' blob: mediastream:; connect-src 'self' {socket_origin}; "
+    "media-src 'self' blob: mediastream:; connect-src {connect_src}; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+#: A plain host[:port], as a Host header may name this site.
+HOST = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]+)?|\[[0-9A-Fa-f:.]+\](?::[0-9]+)?")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -110,9 +113,12 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
-        socket_origin = ("wss://" if request.scheme == "https" else "ws://") + request.host
+        # The Host header is the client's to write: only a plain host[:port] goes into the policy.
+        connect_src = "'self'"
+        if HOST.fullmatch(request.host):
+            connect_src += f" {'wss' if request.scheme == 'https' else 'ws'}://{request.host}"
         response.headers.setdefault(
-            "Content-Security-Policy", CONTENT_SECURITY_POLICY.format(socket_origin=socket_origin)
+            "Content-Security-Policy", CONTENT_SECURITY_POLICY.format(connect_src=connect_src)
         )
         for header, value in SECURITY_HEADERS.items():
             response.headers.setdefault(header, value)

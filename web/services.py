@@ -29,7 +29,9 @@ class Services:
     """Built once per app; connections are opened on first use (after gunicorn forks).
 
     Pages and sockets each have their own bounded Redis pool: a storm of sockets opening or
-    dropping at once waits for its own connections and never takes the ones pages need.
+    dropping at once waits for its own connections and never takes the ones pages need. (A
+    staff socket's handshake is authorised as a page is, with a session lookup on the pages'
+    pool; only signed-in members get that far, and at most VIDCLINIC_SOCKETS_PER_USER each stay.)
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -52,7 +54,7 @@ class Services:
 
     @cached_property
     def socket_redis(self) -> Redis:
-        """Redis for sockets, once their handshake is done."""
+        """Redis for sockets."""
         return self._pool()
 
     @cached_property

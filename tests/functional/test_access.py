@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from tests.support.accounts import CLINICIAN, OTHER_CLINICIAN, REMOVABLE, SECOND_CLINICIAN
-from tests.support.http import Socket, enter, signed_in
-from tests.support.stack import Stack
+from tests.support.http import Socket, enter, join_from_dashboard, signed_in
+from tests.support.stack import Stack, another_web
 
 PATIENT = {"first_name": "Petro", "last_name": "Access", "phone": "+380 50 111 2233"}
 
@@ -189,3 +189,48 @@ def test_a_clinician_removed_from_the_clinic_cannot_act_on_an_open_socket(stack:
     finally:
         dashboard.close()
     assert _space_status(stack, "Protected") == "waiting"
+
+
+def test_deeply_nested_json_on_a_socket_is_a_bad_message_and_the_socket_stays(
+    stack: Stack,
+) -> None:
+    patient, _ = enter(stack, {**PATIENT, "last_name": "Nested"})
+    socket = Socket(stack, "/c/demo/space/ws", patient)
+    try:
+        socket.ws.send("[" * 10_000)
+        assert socket.receive_type("error")["code"] == "bad-message"
+        socket.ws.send('{"v": 1, "type": "offer", "sdp": ' + "[" * 50 + '"x"' + "]" * 50 + "}")
+        assert socket.receive_type("error")["code"] == "bad-message"
+        socket.send({"type": "offer", "sdp": "v=0"})
+        assert socket.receive_type("error")["code"] == "not-in-call"
+    finally:
+        socket.close()
+    assert "RecursionError" not in stack.processes["web"].log.read_text(errors="replace")
+
+
+def test_pages_with_patient_data_are_never_cached(stack: Stack) -> None:
+    patient, _ = enter(stack, {**PATIENT, "last_name": "Uncached"})
+    clinician = signed_in(stack, CLINICIAN.email, CLINICIAN.password)
+    dashboard, _call, call_url = join_from_dashboard(stack, clinician, "Uncached")
+    dashboard.close()
+    for session, path in (
+        (clinician, "/clinics/demo/waiting-area"),
+        (clinician, call_url),
+        (patient, "/c/demo/space"),
+    ):
+        page = session.get(f"{stack.url}{path}", timeout=10)
+        assert page.status_code == 200, path
+        assert page.headers["Cache-Control"] == "no-store", path
+
+
+def test_pages_connect_only_to_this_sites_own_sockets(stack: Stack) -> None:
+    policy = requests.get(f"{stack.url}/c/demo", timeout=10).headers["Content-Security-Policy"]
+    connect = next(d for d in policy.split("; ") if d.startswith("connect-src "))
+    assert connect.split() == ["connect-src", "'self'", f"ws://127.0.0.1:{stack.port}"]
+
+
+def test_the_language_cookie_is_secure_when_cookies_are(stack: Stack) -> None:
+    with another_web(stack, "web-secure", {"VIDCLINIC_SECURE_COOKIES": "true"}) as secure:
+        switch = requests.get(f"{secure.url}/language/uk", allow_redirects=False, timeout=10)
+    cookie = switch.headers["Set-Cookie"]
+    assert cookie.startswith("vc_lang=uk;") and "Secure" in cookie and "HttpOnly" in cookie

@@ -21,10 +21,14 @@ def live_state(stack: Stack) -> dict[str, Any]:
     for key in client.scan_iter("vc:*"):
         if key.startswith("vc:media:"):
             continue  # the media node's heartbeat rewrites its own entry every second
+        if key.startswith("vc:entry-rate:"):
+            continue  # refused entries count against the limits too, by design
         kind = client.type(key)
         snapshot[key] = client.zrange(key, 0, -1) if kind == "zset" else kind
     return snapshot
 
+
+TOO_DEEP = "Send the fields as a JSON object of plain values, not nested lists or objects."
 
 BAD = [
     pytest.param({}, {"first_name", "last_name", "phone"}, "This field is required.", id="missing"),
@@ -71,6 +75,8 @@ def test_bad_form_entry_is_refused_with_messages_and_stores_nothing(
             {"date_of_birth": ["This field is not expected."]},
         ),
         ([1, 2], {"_schema": ["Send the fields as a form or a JSON object."]}),
+        ("[" * 10_000, {"_schema": [TOO_DEEP]}),
+        ({**VALID, "first_name": [[[[[[[[[["Olha"]]]]]]]]]]}, {"_schema": [TOO_DEEP]}),
         ({**VALID, "last_name": None}, {"last_name": ["This field is required."]}),
     ],
 )
@@ -78,7 +84,17 @@ def test_malformed_json_entry_gets_field_messages(
     stack: Stack, fields: Any, expected: dict[str, list[str]]
 ) -> None:
     before = live_state(stack)
-    _, response = enter(stack, fields, as_json=True)
+    if isinstance(fields, str):  # sent as it is, not as JSON of a string
+        session = requests.Session()
+        token = csrf_token(session, f"{stack.url}/c/demo")
+        response = session.post(
+            f"{stack.url}/c/demo/enter",
+            data=fields,
+            headers={"Content-Type": "application/json", "X-CSRFToken": token},
+            timeout=10,
+        )
+    else:
+        _, response = enter(stack, fields, as_json=True)
     assert response.status_code == 400
     assert response.json() == {"errors": expected}
     assert live_state(stack) == before
@@ -159,3 +175,38 @@ def test_entries_are_rate_limited_per_patient_address_behind_a_proxy(stack: Stac
         other = requests.Session()
         other.headers["X-Forwarded-For"] = "203.0.113.8"
         assert enter(limited, VALID, session=other, as_json=True)[1].status_code == 201
+
+
+def test_entries_are_limited_per_clinic_from_every_address_together(stack: Stack) -> None:
+    """Many addresses at once cannot flood one clinic's waiting area; other clinics stay open."""
+    overrides = {"VIDCLINIC_CLINIC_ENTRY_RATE": "3", "VIDCLINIC_PROXY_HOPS": "1"}
+    with another_web(stack, "web-clinic-limit", overrides) as limited:
+        for i in range(3):
+            session = requests.Session()
+            session.headers["X-Forwarded-For"] = f"192.0.2.{i + 1}"
+            _, response = enter(limited, VALID, session=session, as_json=True, slug="quiet")
+            assert response.status_code == 201
+        late = requests.Session()
+        late.headers["X-Forwarded-For"] = "192.0.2.99"
+        before = live_state(stack)
+        _, refused = enter(limited, VALID, session=late, as_json=True, slug="quiet")
+        assert refused.status_code == 429
+        assert 0 < int(refused.headers["Retry-After"]) <= 60
+        assert live_state(stack) == before
+        assert enter(limited, VALID, session=late, as_json=True, slug="other")[1].status_code == 201
+
+
+def test_an_ipv6_client_is_limited_across_its_whole_64(stack: Stack) -> None:
+    """A host given a /64 can use any address in it: they all share one entry limit."""
+    overrides = {"VIDCLINIC_ENTRY_RATE": "2", "VIDCLINIC_PROXY_HOPS": "1"}
+    with another_web(stack, "web-ipv6", overrides) as limited:
+
+        def entry_from(address: str) -> int:
+            session = requests.Session()
+            session.headers["X-Forwarded-For"] = address
+            return enter(limited, VALID, session=session, as_json=True)[1].status_code
+
+        assert entry_from("2001:db8:5:6::1") == 201
+        assert entry_from("2001:db8:5:6:ffff:ffff:ffff:fffe") == 201
+        assert entry_from("2001:db8:5:6:abcd::42") == 429
+        assert entry_from("2001:db8:5:7::1") == 201

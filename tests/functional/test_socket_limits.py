@@ -17,8 +17,9 @@ from websockets.protocol import State
 
 from shared.protocol import NodeLeave
 from tests.support.accounts import CLINICIAN, MANY_TABS
+from tests.support.aio import run
 from tests.support.http import Socket, cookie_header, enter, join_from_dashboard, signed_in
-from tests.support.stack import Stack
+from tests.support.stack import Stack, another_web
 
 PATIENT = {"first_name": "Bohdan", "last_name": "Sockets", "phone": "+380 50 222 3344"}
 #: VIDCLINIC_SOCKETS_PER_PATIENT and VIDCLINIC_SOCKETS_PER_USER by default.
@@ -95,7 +96,7 @@ def test_many_sockets_on_one_token_leave_pages_up_and_only_the_newest_open(stack
                 socket.transport.abort()  # dropped, not closed: as when a network goes away
 
     try:
-        asyncio.run(flood())
+        run(flood())
         time.sleep(2)  # the server notices the drops and cleans up while pages are asked for
     finally:
         stop.set()
@@ -111,6 +112,64 @@ def test_many_sockets_on_one_token_leave_pages_up_and_only_the_newest_open(stack
         assert again.receive_type("error")["code"] == "not-in-call"
     finally:
         again.close()
+
+
+def test_sockets_wait_for_a_redis_connection_rather_than_fail(stack: Stack) -> None:
+    """A web process with two Redis connections per pool: forty patients' sockets opening and
+    then dropping at once wait their turn, and its pages keep answering."""
+    patients = [enter(stack, {**PATIENT, "last_name": f"Pool{i}"})[0] for i in range(40)]
+    tokens = [cookie_header(patient) for patient in patients]
+    with another_web(stack, "web-small-pool", {"VIDCLINIC_REDIS_CONNECTIONS": "2"}) as small:
+        statuses: list[int] = []
+        stop = threading.Event()
+        pages = [(requests.Session(), "/healthz"), (requests.Session(), "/c/demo")]
+        watcher = threading.Thread(target=_pages_while, args=(small, pages, stop, statuses))
+        watcher.start()
+
+        async def open_and_drop() -> None:
+            sockets = await asyncio.gather(
+                *(
+                    connect(f"{small.ws_url}/c/demo/space/ws", additional_headers={"Cookie": t})
+                    for t in tokens
+                )
+            )
+            await asyncio.sleep(1)
+            assert all(s.state is State.OPEN for s in sockets)
+            for socket in sockets:
+                socket.transport.abort()
+
+        try:
+            run(open_and_drop())
+            time.sleep(2)
+        finally:
+            stop.set()
+            watcher.join()
+    assert statuses and set(statuses) == {200}
+    log = (stack.root / "web-small-pool.log").read_text(errors="replace")
+    assert "Traceback" not in log and "Too many connections" not in log
+
+
+def test_a_newer_socket_on_another_web_process_closes_the_oldest(stack: Stack) -> None:
+    """The cap holds across web processes: the count lives in Redis, and the oldest socket's
+    process hears the notice on the token's control channel."""
+    patient, _ = enter(stack, {**PATIENT, "last_name": "Twoprocesses"})
+    here = [Socket(stack, "/c/demo/space/ws", patient) for _ in range(PER_PATIENT)]
+    try:
+        for socket in here:  # each socket is counted once its first reply comes
+            socket.send({"type": "offer", "sdp": "v=0"})
+            socket.receive_type("error")
+        with another_web(stack, "web-second", {}) as second:
+            there = Socket(second, "/c/demo/space/ws", patient)
+            try:
+                closing = here[0].until_closed()
+                assert [m["code"] for m in closing if m["type"] == "error"] == ["replaced"]
+                for socket in (*here[1:], there):
+                    assert not socket.closed_by_server(timeout=0.5)
+            finally:
+                there.close()
+    finally:
+        for socket in here:
+            socket.close()
 
 
 def test_a_team_member_holds_a_few_sockets_and_a_new_one_closes_the_oldest(stack: Stack) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 
 from tests.support.accounts import DEPARTING, PROMOTED
@@ -32,10 +33,15 @@ def test_a_removed_members_dashboard_closes_at_once_and_hears_no_arrival(stack: 
         removed = _vidclinic(stack, "remove-member", "--clinic", "demo", "--email", DEPARTING.email)
         assert removed.returncode == 0, removed.stderr
         saved = time.monotonic()
-        enter(stack, {**PATIENT, "first_name": "Unseen"})
-        messages = dashboard.until_closed(timeout=1.0 - (time.monotonic() - saved))
+        # A patient arrives meanwhile: the card must not reach the removed member.
+        arrival = threading.Thread(target=enter, args=(stack, {**PATIENT, "first_name": "Unseen"}))
+        arrival.start()
+        messages = dashboard.until_closed(timeout=5.0)
+        closed_after = time.monotonic() - saved
+        arrival.join()
     finally:
         dashboard.close()
+    assert closed_after < 1.0
     assert [m["type"] for m in messages] == ["error"]
     assert messages[0]["code"] == "access-changed"
     assert "Unseen" not in str(messages)

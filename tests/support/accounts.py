@@ -48,6 +48,8 @@ def seed(database_url: str) -> None:
     with make_sessionmaker(engine).begin() as session:
         create_clinic(session, "demo", "Demo Clinic")
         create_clinic(session, "other", "Other Clinic")
+        # Entered only by the test of the per-clinic entry limit.
+        create_clinic(session, "quiet", "Quiet Clinic")
         for account, clinic in (
             (CLINICIAN, "demo"),
             (SECOND_CLINICIAN, "demo"),

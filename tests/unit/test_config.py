@@ -25,6 +25,8 @@ def test_defaults_and_derived_broker() -> None:
         ({**BASE, "VIDCLINIC_MEDIA_CAPACITY": "0"}, "VIDCLINIC_MEDIA_CAPACITY"),
         ({**BASE, "VIDCLINIC_ICE_SERVERS": "[{"}, "VIDCLINIC_ICE_SERVERS"),
         ({**BASE, "VIDCLINIC_SECURE_COOKIES": "maybe"}, "VIDCLINIC_SECURE_COOKIES"),
+        ({**BASE, "VIDCLINIC_SOCKETS_PER_PATIENT": "0"}, "VIDCLINIC_SOCKETS_PER_PATIENT"),
+        ({**BASE, "VIDCLINIC_SESSION_HOURS": "half"}, "VIDCLINIC_SESSION_HOURS"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], names: str) -> None:

@@ -54,3 +54,26 @@ def test_oversized_message_is_refused_before_parsing() -> None:
     raw = json.dumps({"v": 1, "type": "offer", "sdp": "x" * MAX_MESSAGE_BYTES})
     with pytest.raises(ProtocolError, match="too large"):
         decode(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[" * 10_000,
+        '{"a":' * 10_000,
+        '{"v": 1, "type": "offer", "sdp": [[[[["v=0"]]]]]}',
+    ],
+)
+def test_nesting_deeper_than_any_message_is_refused_before_parsing(raw: str) -> None:
+    with pytest.raises(ProtocolError, match="nested deeper than 4 levels"):
+        decode(raw)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    slots = Slots(slots=[{"slot": 0, "participant": "p", "name": '[[[[{{{{ \\" ]]'}])
+    assert decode(slots.encode()) == slots
+
+
+def test_unterminated_strings_are_not_json() -> None:
+    with pytest.raises(ProtocolError, match="not JSON"):
+        decode('{"v": 1, "type": "offer", "sdp": "' + '\\"' * 1000)
