@@ -378,8 +378,11 @@ const VC = (() => {
         case "ended": finish((config.endedTexts || {})[message.reason]); break;
         case "error":
           if (message.code === "forbidden" || message.code === "not-found") finish();
-          // Refused at the door: nothing was set up, and the page says why.
-          else if (message.code === "room-full" || message.code === "room-locked") finish(message.message);
+          // Refused at the door (nothing was set up), or taken over by a newer tab, or signed
+          // out: the page says why and stops reconnecting.
+          else if (["room-full", "room-locked", "replaced", "signed-out"].includes(message.code)) {
+            finish(message.message);
+          }
           else status.textContent = strings.error;
           break;
         default: break;
