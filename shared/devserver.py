@@ -104,6 +104,7 @@ def run_dev(port: int) -> int:
     env.setdefault("VIDCLINIC_MEDIA_ADDRESSES", "127.0.0.1")
     # Everything runs on loopback: the browser's own candidates are loopback addresses.
     env.setdefault("VIDCLINIC_MEDIA_DENIED_CANDIDATES", "none")
+    env.setdefault("VIDCLINIC_OUTBOX", str(var / "outbox"))
     env["PORT"] = str(port)
 
     stopping = False
@@ -137,6 +138,8 @@ def run_dev(port: int) -> int:
         if _wait_for_port(port, children):
             _say(f"patient link:  http://127.0.0.1:{port}/c/{DEMO_SLUG}")
             _say(f"sign in:       http://127.0.0.1:{port}/login")
+            if not env.get("VIDCLINIC_SMTP_HOST"):
+                _say(f"email and SMS: written to {env['VIDCLINIC_OUTBOX']} (no SMTP server set)")
             _say("press Ctrl-C to stop")
         while not stopping:
             dead = next((c for c in children if c.process.poll() is not None), None)
