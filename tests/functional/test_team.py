@@ -228,3 +228,42 @@ def test_the_clinic_menu_shows_each_member_what_they_may_open(
             assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
         finally:
             context.close()
+
+
+def test_a_password_link_expires_after_an_hour(stack: Stack) -> None:
+    from shared.models import PasswordReset
+
+    visitor = requests.Session()
+    token = csrf_token(visitor, f"{stack.url}/forgot-password")
+    visitor.post(
+        f"{stack.url}/forgot-password", data={"csrf_token": token, "email": RISER.email}, timeout=10
+    )
+    (mail,) = stack.mail.wait_for(RISER.email)
+    link = re.search(r"https?://\S+", mail.get_content())
+    assert link
+    with session_for(stack.database_url) as session:
+        for reset in session.query(PasswordReset):
+            reset.expires_at = reset.created_at  # an hour has gone by
+        session.commit()
+    page = visitor.get(link.group(0), timeout=10)
+    assert page.status_code == 410 and "expired or has been used" in page.text
+
+
+def test_the_room_list_shows_who_comes_in_while_it_is_open(stack: Stack) -> None:
+    admin = signed_in(stack, ADMIN.email, ADMIN.password)
+    path = _room(admin, stack, "Watched")
+    watching = Socket(
+        stack, "/clinics/demo/rooms/ws", signed_in(stack, RISER.email, RISER.password)
+    )
+    try:
+        inside = Socket(stack, f"{path}/ws", signed_in(stack, CLINICIAN.email, CLINICIAN.password))
+        key = path.rsplit("/", 1)[1]
+        state = watching.receive_type("room-state")
+        while state["room"] != key:
+            state = watching.receive_type("room-state")
+        assert [p["name"] for p in state["people"]] == [CLINICIAN.name]
+        inside.close()
+        state = watching.receive_type("room-state")
+        assert state["room"] == key and state["people"] == []
+    finally:
+        watching.close()
