@@ -72,7 +72,8 @@ return redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[1], ARGV[2])
 # KEYS: call, participants, people, set of open room calls, room call pointer prefix.
 # ARGV: participant ('' to only forget the stale), stale before, call id.
 # Takes the participant out; a room call that is left empty ends here, atomically, so nobody
-# is admitted into a call that is being torn down.
+# is admitted into a call that is being torn down. A sweep (no participant) ends an empty call
+# only once it has been open longer than a page has to come in.
 # Returns {people who left, ended (0/1), node id, kind, clinic id, room key}.
 _LEAVE = """
 local gone = 0
@@ -86,9 +87,11 @@ if #stale > 0 then
   redis.call('HDEL', KEYS[3], unpack(stale))
 end
 gone = gone + #stale
-local call = redis.call('HMGET', KEYS[1], 'kind', 'clinic_id', 'room', 'node_id')
+local call = redis.call('HMGET', KEYS[1], 'kind', 'clinic_id', 'room', 'node_id', 'started_at')
 if not call[1] then return {gone, 0, '', '', '', ''} end
-if call[1] == 'room' and redis.call('ZCARD', KEYS[2]) == 0 then
+-- A sweep leaves alone a call opened a moment ago: its first person is on their way in.
+local settled = ARGV[1] ~= '' or tonumber(call[5]) < tonumber(ARGV[2])
+if call[1] == 'room' and settled and redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
   redis.call('SREM', KEYS[4], ARGV[3])
   local pointer = KEYS[5] .. call[3] .. ':call'

@@ -137,3 +137,19 @@ def test_people_whose_pages_vanished_are_let_go(
     time.sleep(0.6)
     assert call_id in calls.sweep()
     assert calls.room_call(room) is None
+
+
+def test_a_sweep_leaves_a_call_that_just_opened_for_its_first_person(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between opening a room's call and being admitted, a sweep must not end it under them."""
+    monkeypatch.setattr(calls_module, "PRESENCE_STALE", 0.5)
+    calls = CallPresence(stack.redis())
+    room = _room()
+    call_id, _ = calls.open_room_call(room, clinic_id=1)
+    assert call_id not in calls.sweep()
+    assert calls.admit(call_id, _person(0))
+    calls.leave(call_id, "p0")
+    again, _ = calls.open_room_call(room, clinic_id=1)
+    time.sleep(0.6)
+    assert again in calls.sweep()  # nobody came: an empty call does not linger
