@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -11,6 +12,7 @@ from shared.errors import CloseReason, MediaBusy
 from shared.live import LiveState
 from shared.models import Consultation
 from shared.protocol import NodeCloseRoom
+from shared.spaces import Spaces
 
 log = logging.getLogger(__name__)
 
@@ -19,25 +21,32 @@ def _utc(timestamp: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC)
 
 
-def end_consultation(
-    live: LiveState, sessions: sessionmaker[Session], space_id: str, reason: CloseReason
-) -> bool:
+@dataclass(frozen=True)
+class Ending:
+    """What ending a consultation needs: the live state and the database."""
+
+    spaces: Spaces
+    live: LiveState
+    sessions: sessionmaker[Session]
+
+
+def end_consultation(ending: Ending, space_id: str, reason: CloseReason) -> bool:
     """Delete the space and its data, free the media room, keep a record without personal data.
 
     Returns False when the space was already gone (another process ended it first).
     """
-    ended = live.end_space(space_id, reason)
+    ended = ending.spaces.end(space_id, reason)
     if ended is None:
         return False
     space, node_id = ended
     if node_id and space.call_id:
         try:
-            live.send_to_node(node_id, NodeCloseRoom(call=space.call_id))
+            ending.live.send_to_node(node_id, NodeCloseRoom(call=space.call_id))
         except MediaBusy:
             # The browsers close their peer connections on `ended`; the node follows them.
             log.warning("a media node's inbox is full: a room close was not queued")
     clinician_id = int(space.clinician_id[1:]) if space.clinician_id.startswith("u") else None
-    with sessions.begin() as session:
+    with ending.sessions.begin() as session:
         session.add(
             Consultation(
                 clinic_id=space.clinic_id,
@@ -50,3 +59,11 @@ def end_consultation(
         )
     log.info("consultation ended in clinic %s: %s", space.clinic_id, reason.value)
     return True
+
+
+def end_call(ending: Ending, call_id: str, reason: CloseReason) -> int:
+    """End the consultation of every patient in a call (the clinician pressed "End call");
+    returns how many ended."""
+    return sum(
+        end_consultation(ending, space.id, reason) for space in ending.spaces.in_call(call_id)
+    )

@@ -14,6 +14,18 @@ def space(space_id: str) -> str:
     return f"{PREFIX}:space:{space_id}"
 
 
+def space_activity(space_id: str) -> str:
+    """LIST: JSON {at, what, by} of what happened to a patient space (arrived, joined, held, …);
+    lives and dies with the space."""
+    return f"{PREFIX}:space:{space_id}:activity"
+
+
+def space_messages(space_id: str) -> str:
+    """LIST: JSON {text, at} of the clinic's messages to a patient; lives and dies with the
+    space."""
+    return f"{PREFIX}:space:{space_id}:messages"
+
+
 def space_token(token_hash: str) -> str:
     """STRING: the space id a patient's token opens (the token itself is never stored)."""
     return f"{PREFIX}:space-token:{token_hash}"
@@ -43,6 +55,11 @@ def call(call_id: str) -> str:
     started_at, clinician_id, locked_at (a locked room), and `seen:<participant>` (when that
     participant's page was last connected)."""
     return f"{PREFIX}:call:{call_id}"
+
+
+def call_spaces(call_id: str) -> str:
+    """SET: the patient spaces in a consultation call (a call ends with its last patient)."""
+    return f"{PREFIX}:call:{call_id}:spaces"
 
 
 def call_participants(call_id: str) -> str:

@@ -219,6 +219,34 @@ class CallStarted(Message):
 
 @message
 @dataclass(frozen=True)
+class Held(Message):
+    """The clinician put the patient on hold: their media stops, they wait again."""
+
+    type: ClassVar[str] = "held"
+    clinician: str
+
+
+@message
+@dataclass(frozen=True)
+class Transferred(Message):
+    """The patient is moving to another clinic's waiting area (its id)."""
+
+    type: ClassVar[str] = "transferred"
+    clinic: int
+
+
+@message
+@dataclass(frozen=True)
+class ClinicMessage(Message):
+    """A message from the clinic to a waiting patient, shown as plain text."""
+
+    type: ClassVar[str] = "clinic-message"
+    text: str
+    at: float
+
+
+@message
+@dataclass(frozen=True)
 class MediaReady(Message):
     """A media node hosts the call: the browser may send its offer now."""
 

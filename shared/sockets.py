@@ -52,6 +52,10 @@ class SocketRegistry:
         """Forget a socket that has closed."""
         self.redis.zrem(keys.sockets(owner), connection)
 
+    def open_count(self, owner: str) -> int:
+        """How many sockets the owner has open now, on every web process."""
+        return int(self.redis.zcard(keys.sockets(owner)))
+
 
 def close_sockets(
     redis: Redis,

@@ -14,10 +14,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.calls import CallPresence
 from shared.config import Settings
+from shared.consultations import Ending
 from shared.db import make_engine, make_sessionmaker
 from shared.guest_sessions import GuestSessions
 from shared.live import LiveState
 from shared.sockets import SocketRegistry
+from shared.spaces import Spaces
 from shared.throttle import Throttle
 from web.hub import ChannelHub
 
@@ -60,7 +62,22 @@ class Services:
     @cached_property
     def live(self) -> LiveState:
         """Live state for pages and the JSON API."""
-        return LiveState(self.redis, self.settings.space_ttl)
+        return LiveState(self.redis)
+
+    @cached_property
+    def spaces(self) -> Spaces:
+        """Patient spaces and waiting areas, for pages."""
+        return Spaces(self.redis, self.settings.space_ttl)
+
+    @cached_property
+    def socket_spaces(self) -> Spaces:
+        """Patient spaces and waiting areas, for sockets."""
+        return Spaces(self.socket_redis, self.settings.space_ttl)
+
+    @cached_property
+    def ending(self) -> Ending:
+        """What ending a consultation from a socket needs."""
+        return Ending(self.socket_spaces, self.socket_live, self.sessions)
 
     @cached_property
     def calls(self) -> CallPresence:
@@ -79,7 +96,7 @@ class Services:
     @cached_property
     def socket_live(self) -> LiveState:
         """Live state for sockets."""
-        return LiveState(self.socket_redis, self.settings.space_ttl)
+        return LiveState(self.socket_redis)
 
     @cached_property
     def sockets(self) -> SocketRegistry:

@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.calls import CallPresence
 from shared.config import Settings
+from shared.consultations import Ending
 from shared.db import make_engine, make_sessionmaker
 from shared.live import LiveState
+from shared.spaces import Spaces
 
 ALLOCATE_MEDIA_NODE = "vidclinic.media.allocate_node"
 SWEEP_WAITING_AREAS = "vidclinic.housekeeping.sweep_waiting_areas"
@@ -31,7 +33,15 @@ class Services:
     @cached_property
     def live(self) -> LiveState:
         client = redis.Redis.from_url(self.settings.redis_url, decode_responses=True)
-        return LiveState(client, self.settings.space_ttl)
+        return LiveState(client)
+
+    @cached_property
+    def spaces(self) -> Spaces:
+        return Spaces(self.live.redis, self.settings.space_ttl)
+
+    @cached_property
+    def ending(self) -> Ending:
+        return Ending(self.spaces, self.live, self.sessions)
 
     @cached_property
     def calls(self) -> CallPresence:

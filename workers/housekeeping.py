@@ -20,13 +20,13 @@ def sweep_waiting_areas(task: VidclinicTask) -> int:
     pages vanished from a room are let go (and an emptied room's call ends).
     """
     services = task.services
-    live = services.live
     ended = 0
     services.calls.sweep()
-    for clinic_id in live.waiting_area_clinics():
-        live.forget_missing_spaces(clinic_id)
-        for space_id, reason in live.stale_spaces(clinic_id, services.settings.patient_grace):
-            if end_consultation(live, services.sessions, space_id, reason):
+    spaces = services.spaces
+    for clinic_id in spaces.clinics():
+        spaces.forget_missing(clinic_id)
+        for space_id, reason in spaces.stale(clinic_id, services.settings.patient_grace):
+            if end_consultation(services.ending, space_id, reason):
                 ended += 1
     return ended
 

@@ -15,16 +15,14 @@ VALID = {"first_name": "Olha", "last_name": "Bondarenko", "phone": "+380 67 555 
 
 
 def live_state(stack: Stack) -> dict[str, Any]:
-    """Everything of the live state a bad entry could have touched."""
+    """Everything of the live state an entry writes: spaces, their tokens and logs, and the
+    waiting areas (other tests' sockets may still be changing calls and presence meanwhile)."""
     client = stack.redis()
     snapshot: dict[str, Any] = {}
-    for key in client.scan_iter("vc:*"):
-        if key.startswith("vc:media:"):
-            continue  # the media node's heartbeat rewrites its own entry every second
-        if key.startswith("vc:entry-rate:"):
-            continue  # refused entries count against the limits too, by design
-        kind = client.type(key)
-        snapshot[key] = client.zrange(key, 0, -1) if kind == "zset" else kind
+    for pattern in ("vc:space:*", "vc:space-token:*", "vc:clinic:*:waiting-area"):
+        for key in client.scan_iter(pattern):
+            kind = client.type(key)
+            snapshot[key] = client.zrange(key, 0, -1) if kind == "zset" else kind
     return snapshot
 
 

@@ -15,9 +15,9 @@ from redis import Redis
 
 from shared import keys
 from shared.errors import SocketCloseReason
-from shared.live import hash_token
 from shared.models import User
 from shared.sockets import close_sockets
+from shared.tokens import hash_token
 from web.services import Services
 
 #: Where the session's id is kept in the (signed) session cookie.

@@ -8,7 +8,7 @@ from flask_sock import ConnectionClosed
 from werkzeug.exceptions import Forbidden, HTTPException
 
 from shared.calls import Person
-from shared.consultations import end_consultation
+from shared.consultations import end_call
 from shared.errors import CloseReason, RoomFull
 from shared.live import Call
 from shared.models import Clinic
@@ -47,7 +47,7 @@ def _own_call_or_error(slug: str, call_id: str) -> tuple[Clinic, Call]:
 @login_required
 def call_page(slug: str, call_id: str) -> str:
     clinic, call = _own_call_or_error(slug, call_id)
-    space = Services.current().live.get_space(call.space_id)
+    space = Services.current().spaces.get(call.space_id)
     return render_template(
         "call/call.html",
         clinic=clinic,
@@ -69,7 +69,7 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
     session = SocketSession(ws, services.hub, services.sockets)
     try:
         require_same_origin()
-        clinic, call = _own_call_or_error(slug, call_id)
+        clinic, _call = _own_call_or_error(slug, call_id)
     except HTTPException as refused:
         refuse(session, refused)
         return
@@ -104,9 +104,7 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
             if isinstance(message, Offer):
                 relay_offer(session, live, call_id, participant, name, message)
             elif isinstance(message, EndCall):
-                end_consultation(
-                    live, services.sessions, call.space_id, CloseReason.CLINICIAN_ENDED
-                )
+                end_call(services.ending, call_id, CloseReason.CLINICIAN_ENDED)
     except ConnectionClosed:
         pass
     finally:

@@ -61,7 +61,7 @@ def waiting_area_socket(ws: object, slug: str) -> None:
         session.subscribe(keys.clinic_events(clinic_id))
         # The snapshot goes first; changes published meanwhile wait in the socket's queue and
         # follow it, so the browser never lets an older snapshot overwrite a newer card.
-        spaces = [s.card() for s in live.waiting_area(clinic_id)]
+        spaces = services.socket_spaces.cards(clinic_id)
         session.send(WaitingArea(spaces=spaces, now=time.time()))
         session.start_relay(forward)
         while True:
@@ -76,16 +76,18 @@ def waiting_area_socket(ws: object, slug: str) -> None:
                 refuse(session, Forbidden())
                 break
             try:
-                space = live.claim_space(join.space, clinic_id, f"u{user_id}", name)
+                taken = services.socket_spaces.take(
+                    join.space, clinic_id, f"u{user_id}", name, mode="join"
+                )
             except (SpaceNotFound, SpaceAlreadyClaimed) as refused:
                 session.error(refused.code, message_for(refused))
                 continue
             # Placing the call here saves the task queue's round trip on every join; a worker
             # keeps trying only when no node has room right now.
-            if live.place_call(space.call_id) is None:
-                services.celery.send_task(ALLOCATE_MEDIA_NODE, args=[space.call_id])
-            url = url_for("call.call_page", slug=slug, call_id=space.call_id)
-            session.send(Joined(call=space.call_id, url=url))
+            if live.place_call(taken.call_id) is None:
+                services.celery.send_task(ALLOCATE_MEDIA_NODE, args=[taken.call_id])
+            url = url_for("call.call_page", slug=slug, call_id=taken.call_id)
+            session.send(Joined(call=taken.call_id, url=url))
     except ConnectionClosed:
         pass
     finally:

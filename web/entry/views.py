@@ -24,9 +24,9 @@ from shared.accounts import clinic_by_slug
 from shared.calls import Person
 from shared.consultations import end_consultation
 from shared.errors import CloseReason, EntryRateLimited, RoomFull
-from shared.live import IN_CALL, LiveState, PatientEntry, Space
 from shared.models import Clinic
 from shared.protocol import CallStarted, Ended, Leave, Offer, ProtocolError, decode
+from shared.spaces import IN_CALL, PatientEntry, Space, Spaces
 from web import sock
 from web.errors import message_for
 from web.i18n import gettext as _
@@ -70,10 +70,11 @@ def _space_cookie_path(slug: str) -> str:
     return url_for("entry.entry_page", slug=slug) + "/"
 
 
-def _own_space(clinic: Clinic, live: LiveState) -> Space | None:
-    """The space this browser's token opens, if it belongs to this clinic."""
-    space = live.space_for_token(request.cookies.get(SPACE_COOKIE, ""))
-    return space if space is not None and space.clinic_id == clinic.id else None
+def _own_space(clinic: Clinic, spaces: Spaces) -> Space | None:
+    """The space this browser's token opens, if the patient came in by this clinic's link
+    (they may have been transferred to another clinic since)."""
+    space = spaces.for_token(request.cookies.get(SPACE_COOKIE, ""))
+    return space if space is not None and space.entry_clinic_id == clinic.id else None
 
 
 @bp.get("/c/<slug>")
@@ -119,7 +120,7 @@ def enter(slug: str) -> ResponseReturnValue:
             "entry/enter.html", clinic=clinic, values=data, errors=body["errors"]
         )
         return page, 429, {"Retry-After": str(limited.retry_after)}
-    _space, token = services.live.create_space(clinic.id, PatientEntry(**data))
+    _space, token = services.spaces.create(clinic.id, PatientEntry(**data))
     target = url_for("entry.space_page", slug=slug)
     response = make_response({"space": target}, 201) if as_json else redirect(target, 303)
     response.set_cookie(
@@ -138,7 +139,7 @@ def enter(slug: str) -> ResponseReturnValue:
 def space_page(slug: str) -> str | Response:
     """The patient's private space: self-view while waiting, then the call."""
     clinic = _clinic_or_404(slug)
-    space = _own_space(clinic, Services.current().live)
+    space = _own_space(clinic, Services.current().spaces)
     if space is None:
         return redirect(url_for("entry.entry_page", slug=slug))
     return render_template(
@@ -157,9 +158,9 @@ def space_socket(ws: object, slug: str) -> None:
     A token holds VIDCLINIC_SOCKETS_PER_PATIENT sockets at most: a newer one closes the oldest.
     """
     services = Services.current()
-    live = services.socket_live
+    live, spaces = services.socket_live, services.socket_spaces
     clinic = clinic_by_slug(Services.db(), slug)
-    space = _own_space(clinic, live) if clinic is not None and same_origin() else None
+    space = _own_space(clinic, spaces) if clinic is not None and same_origin() else None
     Services.release_db()
     session = SocketSession(ws, services.hub, services.sockets)
     if space is None:
@@ -192,19 +193,20 @@ def space_socket(ws: object, slug: str) -> None:
         if isinstance(message, CallStarted):
             join(message.call)
 
+    owner = keys.space_owner(space_id)
     try:
-        session.claim(keys.space_owner(space_id), services.settings.sockets_per_patient)
+        session.claim(owner, services.settings.sockets_per_patient)
         session.subscribe(keys.space_events(space_id))
         session.start_relay(on_event)
-        live.touch_space(space_id)
+        spaces.connected(space_id, True)
         # Connected after the clinician joined (a reload, a dropped socket): catch up.
-        current = live.get_space(space_id)
+        current = spaces.get(space_id)
         if current is not None and current.status == IN_CALL:
             session.send(CallStarted(call=current.call_id, clinician=current.clinician_name))
             join(current.call_id)
         while True:
             raw = session.receive()
-            if not live.touch_space(space_id):
+            if not spaces.touch(space_id):
                 break
             if "call" in joined:
                 calls.touch(joined["call"], participant)
@@ -213,7 +215,7 @@ def space_socket(ws: object, slug: str) -> None:
             message = session.decode(raw, Offer, Leave)
             if message is None:
                 continue
-            current = live.get_space(space_id)
+            current = spaces.get(space_id)
             if current is None:
                 break
             if isinstance(message, Offer):
@@ -224,15 +226,16 @@ def space_socket(ws: object, slug: str) -> None:
                     session, live, current.call_id, participant, current.display_name, message
                 )
             elif isinstance(message, Leave):
-                end_consultation(live, services.sessions, space_id, CloseReason.PATIENT_LEFT)
+                end_consultation(services.ending, space_id, CloseReason.PATIENT_LEFT)
                 session.send(Ended(reason=CloseReason.PATIENT_LEFT.value))
                 break
     except ConnectionClosed:
         pass
     finally:
         session.close()
-        live.touch_space(space_id)
-        current = live.get_space(space_id)
+        if not services.sockets.open_count(owner):
+            spaces.connected(space_id, False)
+        current = spaces.get(space_id)
         if current is not None and current.call_id:
             leave_node(session, live, current.call_id, participant)
         if "call" in joined:
