@@ -79,9 +79,13 @@ class CloseReason(StrEnum):
 
     CLINICIAN_ENDED = "clinician-ended"
     PATIENT_LEFT = "patient-left"
+    #: The patient left the waiting area before anyone saw them.
+    LEFT_WAITING = "left-waiting"
     PATIENT_TIMED_OUT = "patient-timed-out"
     #: Everyone in the call closed their page without ending it.
     CALL_ABANDONED = "call-abandoned"
+    #: A team member ended the patient's visit ("Remove").
+    REMOVED = "removed"
 
 
 class SocketCloseReason(StrEnum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from sqlalchemy import Boolean, DateTime, Enum, ForeignKey, String, UniqueConstraint, func
+from sqlalchemy import Boolean, DateTime, Enum, ForeignKey, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -226,3 +226,57 @@ class AuditEvent(Base):
     #: What it happened to, as shown then (a room's name, a member's email).
     subject: Mapped[str] = mapped_column(String(254), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class WaitingAreaSettings(Base):
+    """How a clinic's waiting area receives patients; one row per clinic, made on first save."""
+
+    __tablename__ = "waiting_area_settings"
+
+    clinic_id: Mapped[int] = mapped_column(
+        ForeignKey("clinics.id", ondelete="CASCADE"), primary_key=True
+    )
+    is_open: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: An IANA time zone name (`Europe/Kyiv`): opening hours are in it.
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    #: JSON: weekday (0 Monday … 6 Sunday) → list of ["HH:MM", "HH:MM"]; empty: open any time.
+    opening_hours: Mapped[str] = mapped_column(Text, default="{}")
+    closed_message: Mapped[str] = mapped_column(String(500), default="")
+    help_text: Mapped[str] = mapped_column(String(1000), default="")
+    show_position: Mapped[bool] = mapped_column(Boolean, default=False)
+    show_estimate: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class FieldKind(StrEnum):
+    TEXT = "text"
+    NUMBER = "number"
+    DATE = "date"
+    CHOICE = "choice"
+
+
+class EntryField(Base):
+    """A question a clinic asks every patient on entry, beyond name and phone."""
+
+    __tablename__ = "entry_fields"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id", ondelete="CASCADE"), index=True)
+    #: The field's name in forms and in the patient's space (random, stable).
+    key: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[FieldKind] = mapped_column(_enum(FieldKind))
+    required: Mapped[bool] = mapped_column(Boolean, default=False)
+    label_en: Mapped[str] = mapped_column(String(100))
+    label_uk: Mapped[str] = mapped_column(String(100), default="")
+    #: JSON list of the options of a `choice` field.
+    choices: Mapped[str] = mapped_column(Text, default="[]")
+    position: Mapped[int] = mapped_column(default=0)
+
+
+class ArrivalEmails(Base):
+    """A team member who asked to be emailed when a patient arrives in any of their clinics."""
+
+    __tablename__ = "arrival_emails"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )

@@ -136,6 +136,104 @@ class Join(Message):
         _require_str("space", self.space, 64)
 
 
+def _require_text(text: object, limit: int) -> None:
+    """A message from the clinic: plain text, not empty, at most `limit` characters."""
+    if not isinstance(text, str) or not text.strip() or len(text) > limit:
+        raise ValueError(f"text must be 1 to {limit} characters")
+
+
+#: Characters in one message from the clinic to a patient.
+MAX_PATIENT_MESSAGE = 500
+
+
+@message
+@dataclass(frozen=True)
+class Resume(Message):
+    """The clinician who put a patient on hold takes them back into the call."""
+
+    type: ClassVar[str] = "resume"
+    space: str
+
+    def __post_init__(self) -> None:
+        _require_str("space", self.space, 64)
+
+
+@message
+@dataclass(frozen=True)
+class Hold(Message):
+    """The clinician puts a patient in their call on hold (back to waiting, media stopped)."""
+
+    type: ClassVar[str] = "hold"
+    space: str
+
+    def __post_init__(self) -> None:
+        _require_str("space", self.space, 64)
+
+
+@message
+@dataclass(frozen=True)
+class AddToCall(Message):
+    """The clinician brings a waiting patient into their call (a relative, an interpreter)."""
+
+    type: ClassVar[str] = "add-to-call"
+    space: str
+
+    def __post_init__(self) -> None:
+        _require_str("space", self.space, 64)
+
+
+@message
+@dataclass(frozen=True)
+class Remove(Message):
+    """A member ends a patient's visit: the patient is told, the space deleted."""
+
+    type: ClassVar[str] = "remove"
+    space: str
+
+    def __post_init__(self) -> None:
+        _require_str("space", self.space, 64)
+
+
+@message
+@dataclass(frozen=True)
+class Transfer(Message):
+    """A member moves a patient to another clinic they belong to (`clinic` is its slug)."""
+
+    type: ClassVar[str] = "transfer"
+    space: str
+    clinic: str
+
+    def __post_init__(self) -> None:
+        _require_str("space", self.space, 64)
+        _require_str("clinic", self.clinic, 64)
+
+
+@message
+@dataclass(frozen=True)
+class SendMessage(Message):
+    """A member writes to one waiting patient."""
+
+    type: ClassVar[str] = "send-message"
+    space: str
+    text: str
+
+    def __post_init__(self) -> None:
+        _require_str("space", self.space, 64)
+        _require_text(self.text, MAX_PATIENT_MESSAGE)
+
+
+@message
+@dataclass(frozen=True)
+class MessageAll(Message):
+    """A member writes to every waiting patient of the clinic."""
+
+    type: ClassVar[str] = "message-all"
+    text: str
+
+    def __post_init__(self) -> None:
+        _require_text(self.text, MAX_PATIENT_MESSAGE)
+
+
 @message
 @dataclass(frozen=True)
 class Leave(Message):
@@ -171,11 +269,26 @@ class EndCall(Message):
 @message
 @dataclass(frozen=True)
 class WaitingArea(Message):
-    """The full list of waiting-area cards, sent when a dashboard connects."""
+    """The full list of waiting-area cards, sent when a dashboard connects.
+
+    `typical_minutes` is how long the clinic's consultations last (the dashboard estimates the
+    wait of a new patient from it and the cards).
+    """
 
     type: ClassVar[str] = "waiting-area"
     spaces: list[dict[str, Any]]
     now: float
+    typical_minutes: float = 0.0
+
+
+@message
+@dataclass(frozen=True)
+class WaitingStatus(Message):
+    """A waiting patient's place in the queue and estimated wait in minutes (0: not shown)."""
+
+    type: ClassVar[str] = "waiting-status"
+    position: int
+    minutes: int
 
 
 @message

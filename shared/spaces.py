@@ -42,8 +42,6 @@ ON_HOLD = "on-hold"
 #: Entries kept in a space's activity log, and messages the patient can scroll back through.
 MAX_ACTIVITY = 100
 MAX_MESSAGES = 50
-#: Characters in one message from the clinic to a patient.
-MAX_MESSAGE = 500
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     i18n.init_app(app)
 
     from web import clinic, errors
+    from web.admin import clinic_settings  # noqa: F401  (routes on the admin blueprint)
     from web.admin.views import bp as admin_bp
     from web.auth import team_links  # noqa: F401  (routes on the auth blueprint)
     from web.auth.views import bp as auth_bp

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import redis
 from celery import Celery
@@ -22,6 +23,9 @@ from shared.sockets import SocketRegistry
 from shared.spaces import Spaces
 from shared.throttle import Throttle
 from web.hub import ChannelHub
+
+if TYPE_CHECKING:
+    from web.queue import WaitingPatients
 
 #: Seconds a request or socket waits for a free Redis connection of its pool before failing.
 REDIS_POOL_WAIT = 5.0
@@ -73,6 +77,13 @@ class Services:
     def socket_spaces(self) -> Spaces:
         """Patient spaces and waiting areas, for sockets."""
         return Spaces(self.socket_redis, self.settings.space_ttl)
+
+    @cached_property
+    def waiting_patients(self) -> WaitingPatients:
+        """The patients connected to this process, told their place and estimated wait."""
+        from web.queue import WaitingPatients
+
+        return WaitingPatients(self.sessions, self.socket_spaces, self.hub)
 
     @cached_property
     def ending(self) -> Ending:

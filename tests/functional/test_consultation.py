@@ -61,10 +61,10 @@ def test_patient_and_clinician_hold_a_consultation(stack: Stack, browser: object
 
         card.get_by_role("button", name="Join").click()
         expect(dashboard).to_have_url(re.compile(r"/clinics/demo/calls/"))
-        expect(watcher_card).to_contain_text(f"In consultation with {CLINICIAN.name}")
+        expect(watcher_card).to_contain_text(f"Being seen by {CLINICIAN.name}")
         # The clinician in the call may rejoin from another tab; a colleague may not join.
         expect(watcher_card.get_by_role("button", name="Join")).to_be_visible()
-        expect(colleague_card).to_contain_text("In consultation")
+        expect(colleague_card).to_contain_text("Being seen by")
         expect(colleague_card.get_by_role("button", name="Join")).to_be_hidden()
 
         # Each side sees the other's video playing and receives the other's audio.

@@ -22,7 +22,7 @@ from web.i18n import gettext as _
 from web.i18n import lazy_gettext as _l
 from web.outbox import queue
 from web.services import Services
-from web.validation import REQUIRED, StrippedSchema, text_field
+from web.validation import REQUIRED, StrippedSchema
 
 bp = Blueprint("admin", __name__)
 
@@ -44,10 +44,6 @@ class InviteSchema(StrippedSchema):
 
 class RoleSchema(StrippedSchema):
     role = fields.String(required=True, validate=ROLE_CHOICE, error_messages={"required": REQUIRED})
-
-
-class ClinicSchema(StrippedSchema):
-    name = text_field(200)
 
 
 def _form() -> dict[str, str]:
@@ -202,24 +198,6 @@ def give_room(slug: str, user_id: int) -> Response:
     _record(clinic.id, Action.USER_ROOM_GIVEN, user.email)
     session.commit()
     return redirect(url_for("admin.team_page", slug=slug), 303)
-
-
-@bp.route("/clinics/<slug>/settings", methods=["GET", "POST"])
-@login_required
-def settings_page(slug: str) -> ResponseReturnValue:
-    """The clinic's settings: its name (as patients and guests see it)."""
-    clinic = admin_clinic(slug)
-    values = {"name": clinic.name}
-    errors: dict[str, list[str]] = {}
-    if request.method == "POST":
-        data, errors = ClinicSchema().load_clean(_form())
-        if not errors:
-            clinic.name = data["name"]
-            Services.db().commit()
-            return redirect(url_for("admin.settings_page", slug=slug), 303)
-        values = {"name": request.form.get("name", "")[:200]}
-    page = render_template("admin/settings.html", clinic=clinic, values=values, errors=errors)
-    return page, (400 if errors else 200)
 
 
 class AuditFilterSchema(StrippedSchema):

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, abort, render_template, url_for
 from flask_login import current_user, login_required
 from flask_sock import ConnectionClosed
+from sqlalchemy import select
 from werkzeug.exceptions import Forbidden, HTTPException
 
+from shared import keys
 from shared.calls import Person
 from shared.consultations import end_call
 from shared.errors import CloseReason, RoomFull
 from shared.live import Call
-from shared.models import Clinic
-from shared.protocol import EndCall, Offer
+from shared.models import Clinic, Membership
+from shared.protocol import AddToCall, EndCall, Hold, Offer, Resume, Transfer, WaitingArea
 from web import sock
 from web.auth import sessions
 from web.auth.views import claim_member_socket, may_still_act
@@ -28,8 +32,12 @@ from web.signalling import (
     relay_offer,
     require_same_origin,
 )
+from web.staff_actions import StaffActions
 
 bp = Blueprint("call", __name__)
+
+#: What the clinician's call page may ask for.
+CALL_ACTIONS = (Offer, EndCall, Hold, Resume, AddToCall, Transfer)
 
 
 def _own_call_or_error(slug: str, call_id: str) -> tuple[Clinic, Call]:
@@ -48,6 +56,12 @@ def _own_call_or_error(slug: str, call_id: str) -> tuple[Clinic, Call]:
 def call_page(slug: str, call_id: str) -> str:
     clinic, call = _own_call_or_error(slug, call_id)
     space = Services.current().spaces.get(call.space_id)
+    others = Services.db().scalars(
+        select(Clinic)
+        .join(Membership)
+        .where(Membership.user_id == current_user.id, Clinic.id != clinic.id)
+        .order_by(Clinic.name)
+    )
     return render_template(
         "call/call.html",
         clinic=clinic,
@@ -55,6 +69,7 @@ def call_page(slug: str, call_id: str) -> str:
         patient_name=space.display_name if space else "",
         socket_url=url_for("call.call_socket", slug=slug, call_id=call_id),
         ice_servers=list(Services.current().settings.ice_servers),
+        transfer_to=[{"slug": c.slug, "name": c.name} for c in others],
     )
 
 
@@ -87,7 +102,13 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
                 refuse_entry(session, refused)
             return
         join_call_channels(session, live, call_id, participant)
+        # The clinic's waiting patients, kept live: "Add to call", and the patients in this
+        # call with "Hold", "Resume" and "Transfer".
+        session.subscribe(keys.clinic_events(clinic_id))
+        cards = services.socket_spaces.cards(clinic_id)
+        session.send(WaitingArea(spaces=cards, now=time.time()))
         session.start_relay(forward)
+        actions = StaffActions(services, session, clinic_id, slug, user_id, name)
         while True:
             raw = session.receive()
             if not live.touch_call(call_id, participant):
@@ -95,7 +116,7 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
             calls.touch(call_id, participant)
             if raw is None:
                 continue
-            message = session.decode(raw, Offer, EndCall)
+            message = session.decode(raw, *CALL_ACTIONS)
             if message is None:
                 continue
             if not may_still_act(user_id, clinic_id, signed_in):
@@ -105,6 +126,14 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
                 relay_offer(session, live, call_id, participant, name, message)
             elif isinstance(message, EndCall):
                 end_call(services.ending, call_id, CloseReason.CLINICIAN_ENDED)
+            elif isinstance(message, Hold):
+                actions.hold(message.space, call_id)
+            elif isinstance(message, Resume):
+                actions.resume_here(message.space, call_id)
+            elif isinstance(message, AddToCall):
+                actions.add(message.space, call_id)
+            elif isinstance(message, Transfer):
+                actions.transfer(message.space, message.clinic)
     except ConnectionClosed:
         pass
     finally:

@@ -4,36 +4,76 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, render_template, url_for
+from flask import Blueprint, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
 from flask_login import current_user, login_required
 from flask_sock import ConnectionClosed
+from sqlalchemy import select
 from werkzeug.exceptions import Forbidden, HTTPException
 
 from shared import keys
-from shared.errors import SpaceAlreadyClaimed, SpaceNotFound
-from shared.protocol import Join, Joined, WaitingArea
+from shared.clinic_settings import entry_fields
+from shared.estimates import typical_minutes
+from shared.models import Clinic, Membership
+from shared.protocol import Join, MessageAll, Remove, Resume, SendMessage, Transfer, WaitingArea
 from web import sock
 from web.auth import sessions
 from web.auth.views import claim_member_socket, may_still_act
 from web.clinic import member_clinic
-from web.errors import message_for
+from web.entry.form import entry_schema, make_prefill, questions_for
+from web.i18n import gettext as _
 from web.services import Services
 from web.signalling import SocketSession, forward, refuse, require_same_origin
-from workers.app import ALLOCATE_MEDIA_NODE
+from web.staff_actions import StaffActions
 
 bp = Blueprint("dashboard", __name__)
+
+#: What a dashboard may ask for.
+DASHBOARD_ACTIONS = (Join, Resume, SendMessage, MessageAll, Transfer, Remove)
 
 
 @bp.get("/clinics/<slug>/waiting-area")
 @login_required
 def waiting_area(slug: str) -> str:
     clinic = member_clinic(slug)
+    session = Services.db()
+    others = session.scalars(
+        select(Clinic)
+        .join(Membership)
+        .where(Membership.user_id == current_user.id, Clinic.id != clinic.id)
+        .order_by(Clinic.name)
+    ).all()
+    questions = questions_for(entry_fields(session, clinic.id), str(get_locale()))
     return render_template(
         "dashboard/waiting_area.html",
         clinic=clinic,
         socket_url=url_for("dashboard.waiting_area_socket", slug=slug),
+        link_url=url_for("dashboard.patient_link", slug=slug),
         me=f"u{current_user.id}",
+        transfer_to=[{"slug": c.slug, "name": c.name} for c in others],
+        questions=questions,
+        field_labels={"phone": _("Phone number"), **{q.key: q.label for q in questions}},
     )
+
+
+@bp.post("/clinics/<slug>/patient-links")
+@login_required
+def patient_link(slug: str) -> ResponseReturnValue:
+    """ "Copy patient link": the clinic's address with one patient's details filled in, which
+    travel encrypted and signed (the patient can neither read nor change them on the way)."""
+    clinic = member_clinic(slug)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return {"errors": {"_schema": [_("Send the fields as a form or a JSON object.")]}}, 400
+    values = {k: v.strip() for k, v in body.items() if isinstance(v, str) and v.strip()}
+    questions = entry_fields(Services.db(), clinic.id)
+    schema = entry_schema(questions)
+    errors = schema.validate(values, partial=True)
+    if errors:
+        return {"errors": errors}, 400
+    token = make_prefill(Services.current().settings.secret_key, clinic.id, values)
+    return {"url": url_for("entry.entry_page", slug=slug, p=token, _external=True)}, 201
 
 
 @sock.route("/clinics/<slug>/waiting-area/ws", bp=bp)
@@ -43,7 +83,6 @@ def waiting_area_socket(ws: object, slug: str) -> None:
     The socket closes as soon as the member's access changes or their session ends.
     """
     services = Services.current()
-    live = services.socket_live
     session = SocketSession(ws, services.hub, services.sockets)
     try:
         require_same_origin()
@@ -62,32 +101,33 @@ def waiting_area_socket(ws: object, slug: str) -> None:
         # The snapshot goes first; changes published meanwhile wait in the socket's queue and
         # follow it, so the browser never lets an older snapshot overwrite a newer card.
         spaces = services.socket_spaces.cards(clinic_id)
-        session.send(WaitingArea(spaces=spaces, now=time.time()))
+        with services.sessions() as db:
+            typical = typical_minutes(db, clinic_id)
+        session.send(WaitingArea(spaces=spaces, now=time.time(), typical_minutes=typical))
         session.start_relay(forward)
+        actions = StaffActions(services, session, clinic_id, slug, user_id, name)
         while True:
             raw = session.receive()
             if raw is None:
                 continue
-            join = session.decode(raw, Join)
-            if join is None:
+            message = session.decode(raw, *DASHBOARD_ACTIONS)
+            if message is None:
                 continue
-            assert isinstance(join, Join)
             if not may_still_act(user_id, clinic_id, signed_in):
                 refuse(session, Forbidden())
                 break
-            try:
-                taken = services.socket_spaces.take(
-                    join.space, clinic_id, f"u{user_id}", name, mode="join"
-                )
-            except (SpaceNotFound, SpaceAlreadyClaimed) as refused:
-                session.error(refused.code, message_for(refused))
-                continue
-            # Placing the call here saves the task queue's round trip on every join; a worker
-            # keeps trying only when no node has room right now.
-            if live.place_call(taken.call_id) is None:
-                services.celery.send_task(ALLOCATE_MEDIA_NODE, args=[taken.call_id])
-            url = url_for("call.call_page", slug=slug, call_id=taken.call_id)
-            session.send(Joined(call=taken.call_id, url=url))
+            if isinstance(message, Join):
+                actions.join(message.space)
+            elif isinstance(message, Resume):
+                actions.join(message.space, mode="resume")
+            elif isinstance(message, SendMessage):
+                actions.message(message.space, message.text)
+            elif isinstance(message, MessageAll):
+                actions.message_all(message.text)
+            elif isinstance(message, Transfer):
+                actions.transfer(message.space, message.clinic)
+            elif isinstance(message, Remove):
+                actions.remove(message.space)
     except ConnectionClosed:
         pass
     finally:

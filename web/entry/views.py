@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from typing import Any
 
 from flask import (
@@ -15,48 +15,42 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
 from flask_sock import ConnectionClosed
-from marshmallow import ValidationError, validates
 from werkzeug.wrappers import Response
 
 from shared import keys
 from shared.accounts import clinic_by_slug
 from shared.calls import Person
+from shared.clinic_settings import accepts_patients, entry_fields, settings_for
 from shared.consultations import end_consultation
 from shared.errors import CloseReason, EntryRateLimited, RoomFull
-from shared.models import Clinic
-from shared.protocol import CallStarted, Ended, Leave, Offer, ProtocolError, decode
-from shared.spaces import IN_CALL, PatientEntry, Space, Spaces
+from shared.models import Clinic, EntryField, WaitingAreaSettings
+from shared.protocol import (
+    CallStarted,
+    ClinicMessage,
+    Ended,
+    Held,
+    Leave,
+    Offer,
+    ProtocolError,
+    Transferred,
+    decode,
+)
+from shared.spaces import IN_CALL, ON_HOLD, PatientEntry, Space, Spaces
 from web import sock
+from web.entry.form import STANDARD, load_entry, questions_for, read_prefill
 from web.errors import message_for
 from web.i18n import gettext as _
-from web.i18n import lazy_gettext as _l
 from web.room_call import refuse_entry
 from web.safety import same_origin
 from web.services import Services
 from web.signalling import SocketSession, join_call_channels, leave_node, relay_offer
-from web.validation import StrippedSchema, json_body, text_field
+from web.validation import json_body
 
 bp = Blueprint("entry", __name__)
 
 SPACE_COOKIE = "vc_space"
-PHONE_CHARS = re.compile(r"^\+?[0-9 ()\-.]+$")
-
-
-class EntrySchema(StrippedSchema):
-    """What a patient gives to enter the waiting area."""
-
-    first_name = text_field(100)
-    last_name = text_field(100)
-    phone = text_field(32)
-
-    @validates("phone")
-    def _phone(self, value: str, **_: object) -> None:
-        digits = sum(c.isdigit() for c in value)
-        if not PHONE_CHARS.match(value) or not 7 <= digits <= 15:
-            raise ValidationError(
-                str(_l("Enter a phone number of 7 to 15 digits, like +380 44 123 4567."))
-            )
 
 
 def _clinic_or_404(slug: str) -> Clinic:
@@ -77,34 +71,93 @@ def _own_space(clinic: Clinic, spaces: Spaces) -> Space | None:
     return space if space is not None and space.entry_clinic_id == clinic.id else None
 
 
+@dataclass(frozen=True)
+class EntryPage:
+    """What one clinic's entry page shows and asks, read fresh for each visitor."""
+
+    settings: WaitingAreaSettings
+    questions: list[EntryField]
+    open: bool
+
+    @classmethod
+    def of(cls, clinic: Clinic) -> EntryPage:
+        session = Services.db()
+        settings = settings_for(session, clinic.id)
+        return cls(settings, entry_fields(session, clinic.id), accepts_patients(settings))
+
+    def render(
+        self,
+        clinic: Clinic,
+        values: dict[str, Any],
+        errors: dict[str, list[str]],
+        prefill: str = "",
+        prefilled: dict[str, str] | None = None,
+    ) -> str:
+        return render_template(
+            "entry/enter.html",
+            clinic=clinic,
+            settings=self.settings,
+            open=self.open,
+            questions=questions_for(self.questions, str(get_locale())),
+            values=values,
+            errors=errors,
+            prefill=prefill,
+            prefilled=prefilled or {},
+        )
+
+
 @bp.get("/c/<slug>")
-def entry_page(slug: str) -> str:
-    """The clinic's front door: a few fields and "Start video call"."""
+def entry_page(slug: str) -> ResponseReturnValue:
+    """The clinic's front door: its questions and "Start video call", or why it is closed.
+
+    A patient link made by the clinic (`?p=`) brings values filled in for this patient.
+    """
     clinic = _clinic_or_404(slug)
-    return render_template("entry/enter.html", clinic=clinic, values={}, errors={})
+    page = EntryPage.of(clinic)
+    token = request.args.get("p", "")
+    prefilled = read_prefill(Services.current().settings.secret_key, clinic.id, token) or {}
+    if token and not prefilled:
+        return page.render(clinic, {}, {"_schema": [_("This patient link has expired.")]}), 410
+    return page.render(clinic, {}, {}, token if prefilled else "", prefilled)
 
 
 @bp.post("/c/<slug>/enter")
 def enter(slug: str) -> ResponseReturnValue:
     """Validate the entry, create the patient space, and send the patient to it.
 
-    Bad input gets 400 with each field's message and stores nothing. Accepts a form or JSON.
+    Bad input gets 400 with each field's message and stores nothing; a closed waiting area
+    refuses with its message. Accepts a form or JSON.
     """
     clinic = _clinic_or_404(slug)
     services = Services.current()
+    page = EntryPage.of(clinic)
     as_json = request.is_json
     raw, errors = json_body() if as_json else (request.form.to_dict(), {})
-    data: dict[str, Any] = {}
+    if not page.open:
+        closed = page.settings.closed_message or _("The waiting area is closed.")
+        if as_json:
+            return {"errors": {"_schema": [closed]}}, 403
+        return page.render(clinic, {}, {}), 403
+    token = ""
+    prefilled: dict[str, str] = {}
+    if not errors and not isinstance(raw, dict):
+        errors = {"_schema": [_("Send the fields as a form or a JSON object.")]}
     if not errors:
-        if isinstance(raw, dict):
-            raw.pop("csrf_token", None)
-        data, errors = EntrySchema().load_clean(raw)
+        raw.pop("csrf_token", None)
+        token = str(raw.pop("prefill", "") or "")
+        if token:
+            prefilled = read_prefill(services.settings.secret_key, clinic.id, token) or {}
+            if not prefilled:
+                errors = {"_schema": [_("This patient link has expired.")]}
+    data: dict[str, str] = {}
+    if not errors:
+        data, errors = load_entry(page.questions, raw, prefilled)
     if errors:
         if as_json:
             return {"errors": errors}, 400
-        values = {k: str(v)[:200] for k, v in raw.items() if isinstance(v, str)}
-        page = render_template("entry/enter.html", clinic=clinic, values=values, errors=errors)
-        return page, 400
+        given = raw if isinstance(raw, dict) else {}
+        values = {k: str(v)[:200] for k, v in given.items() if isinstance(v, str)}
+        return page.render(clinic, values, errors, token, prefilled), 400
     try:
         services.throttle.check_entry_rate(
             request.remote_addr or "-",
@@ -114,18 +167,17 @@ def enter(slug: str) -> ResponseReturnValue:
         )
     except EntryRateLimited as limited:
         body = {"errors": {"_schema": [message_for(limited)]}}
+        headers = {"Retry-After": str(limited.retry_after)}
         if as_json:
-            return body, 429, {"Retry-After": str(limited.retry_after)}
-        page = render_template(
-            "entry/enter.html", clinic=clinic, values=data, errors=body["errors"]
-        )
-        return page, 429, {"Retry-After": str(limited.retry_after)}
-    _space, token = services.spaces.create(clinic.id, PatientEntry(**data))
+            return body, 429, headers
+        return page.render(clinic, data, body["errors"], token, prefilled), 429, headers
+    standard = {name: data.pop(name) for name in STANDARD}
+    _space, space_token = services.spaces.create(clinic.id, PatientEntry(**standard, fields=data))
     target = url_for("entry.space_page", slug=slug)
     response = make_response({"space": target}, 201) if as_json else redirect(target, 303)
     response.set_cookie(
         SPACE_COOKIE,
-        token,
+        space_token,
         max_age=services.settings.space_ttl,
         path=_space_cookie_path(slug),
         httponly=True,
@@ -169,8 +221,9 @@ def space_socket(ws: object, slug: str) -> None:
         return
     space_id, participant = space.id, space.participant_id
     person = Person(participant, space.display_name, "patient")
-    calls = services.socket_calls
+    calls, waiting = services.socket_calls, services.waiting_patients
     joined: dict[str, str] = {}
+    clinic_of = {"id": space.clinic_id}
 
     def join(call_id: str) -> None:
         """Take the patient's place in the call (six at most), then its signalling."""
@@ -184,14 +237,27 @@ def space_socket(ws: object, slug: str) -> None:
         joined["call"] = call_id
         join_call_channels(session, live, call_id, participant)
 
+    def leave_call() -> None:
+        """On hold, or moving to another clinic: the patient's media stops at once."""
+        call_id = joined.pop("call", "")
+        if call_id:
+            leave_node(session, live, call_id, participant)
+            calls.leave(call_id, participant)
+
     def on_event(session: SocketSession, channel: str, data: str) -> None:
         try:
             message = decode(data)
         except ProtocolError:
             return
+        if isinstance(message, Held | Transferred):
+            leave_call()
         session.send(data)
         if isinstance(message, CallStarted):
             join(message.call)
+        elif isinstance(message, Transferred):
+            waiting.forget(clinic_of["id"], space_id)
+            clinic_of["id"] = message.clinic
+            waiting.watch(message.clinic, space_id, session)
 
     owner = keys.space_owner(space_id)
     try:
@@ -199,11 +265,16 @@ def space_socket(ws: object, slug: str) -> None:
         session.subscribe(keys.space_events(space_id))
         session.start_relay(on_event)
         spaces.connected(space_id, True)
-        # Connected after the clinician joined (a reload, a dropped socket): catch up.
+        # Connected after something happened (a reload, a dropped socket): catch up.
+        for earlier in spaces.messages(space_id):
+            session.send(ClinicMessage(text=earlier["text"], at=earlier["at"]))
         current = spaces.get(space_id)
         if current is not None and current.status == IN_CALL:
             session.send(CallStarted(call=current.call_id, clinician=current.clinician_name))
             join(current.call_id)
+        elif current is not None and current.status == ON_HOLD:
+            session.send(Held(clinician=current.clinician_name))
+        waiting.watch(clinic_of["id"], space_id, session)
         while True:
             raw = session.receive()
             if not spaces.touch(space_id):
@@ -226,17 +297,17 @@ def space_socket(ws: object, slug: str) -> None:
                     session, live, current.call_id, participant, current.display_name, message
                 )
             elif isinstance(message, Leave):
-                end_consultation(services.ending, space_id, CloseReason.PATIENT_LEFT)
-                session.send(Ended(reason=CloseReason.PATIENT_LEFT.value))
+                reason = (
+                    CloseReason.PATIENT_LEFT if current.started_at else CloseReason.LEFT_WAITING
+                )
+                end_consultation(services.ending, space_id, reason)
+                session.send(Ended(reason=reason.value))
                 break
     except ConnectionClosed:
         pass
     finally:
         session.close()
+        waiting.forget(clinic_of["id"], space_id)
         if not services.sockets.open_count(owner):
             spaces.connected(space_id, False)
-        current = spaces.get(space_id)
-        if current is not None and current.call_id:
-            leave_node(session, live, current.call_id, participant)
-        if "call" in joined:
-            calls.leave(joined["call"], participant)
+        leave_call()

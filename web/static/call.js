@@ -338,6 +338,36 @@ const VC = (() => {
       document.querySelectorAll("[data-after-call]").forEach((el) => { el.hidden = false; });
     }
 
+    // A waiting patient: their place and estimated wait when the clinic shows them, and what
+    // the clinic writes to them (plain text, with a chime).
+    const waiting = { state: "", position: 0, minutes: 0 };
+    const patientStrings = config.patient || {};
+    function showWaiting() {
+      if (waiting.state === "held") { status.textContent = patientStrings.onHold; return; }
+      if (waiting.state === "transferring") { status.textContent = patientStrings.transferring; return; }
+      const parts = [patientStrings.waiting];
+      if (waiting.position) parts.push(patientStrings.place.replace("{number}", waiting.position));
+      if (waiting.minutes) parts.push(patientStrings.minutes.replace("{minutes}", waiting.minutes));
+      status.textContent = parts.join(" ");
+    }
+    const messages = document.querySelector("[data-messages]");
+    function showMessage(text) {
+      const line = document.createElement("p");
+      line.textContent = text;
+      messages.append(line);
+      document.querySelector("[data-messages-section]").hidden = false;
+      try {
+        const audio = new AudioContext();
+        const tone = audio.createOscillator();
+        const gain = audio.createGain();
+        tone.frequency.value = 880;
+        gain.gain.value = 0.1;
+        tone.connect(gain).connect(audio.destination);
+        tone.start();
+        tone.stop(audio.currentTime + 0.2);
+      } catch (e) { /* no sound on this device */ }
+    }
+
     // A room: who is inside, and its lock (anyone inside may lock or unlock it).
     const people = document.querySelector("[data-people]");
     const lockButton = document.querySelector("[data-action='lock']");
@@ -366,7 +396,26 @@ const VC = (() => {
     const socket = openSocket(config.socket, (message) => {
       if (finished) return;
       switch (message.type) {
-        case "call-started": call.mark("call-started"); status.textContent = strings.inCall; break;
+        case "call-started":
+          call.mark("call-started");
+          waiting.state = "in-call";
+          status.textContent = strings.inCall;
+          break;
+        case "held":
+          // On hold: media stops at once; the patient waits on this page to be resumed.
+          call.close();
+          call.offered = null;
+          waiting.state = "held";
+          showWaiting();
+          break;
+        case "transferred": call.close(); call.offered = null; waiting.state = "transferring"; showWaiting(); break;
+        case "waiting-status":
+          waiting.state = "waiting";
+          waiting.position = message.position;
+          waiting.minutes = message.minutes;
+          showWaiting();
+          break;
+        case "clinic-message": showMessage(message.text); break;
         case "media-ready":
           call.mark("media-ready");
           status.textContent = strings.inCall;
@@ -385,12 +434,14 @@ const VC = (() => {
           }
           else status.textContent = strings.error;
           break;
-        default: break;
+        // Anything else is for the page's other parts (the clinician's patient panel).
+        default: document.dispatchEvent(new CustomEvent("vidclinic:message", { detail: message })); break;
       }
     }, (state) => {
       if (state === "open") call.mark("socket-open");
       if (state === "lost" && !finished) status.textContent = strings.lostConnection;
     });
+    window.vidclinicSocket = socket; // the page's other parts send through it too
     // Nothing above waits on the camera: hanging up never waits on a device prompt.
     hangup.addEventListener("click", () => {
       hangup.disabled = true;

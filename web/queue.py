@@ -1,0 +1,112 @@
+"""Waiting patients told their place in the queue and their estimated wait, kept current.
+
+One watcher per web process listens to the waiting areas of the patients connected to it.
+Whenever anything changes in one (someone arrives, is joined, leaves), it works out every
+local patient's place and estimate once, a moment later (changes that come together are
+worked out together), and tells only those whose figures changed. Clinics that show patients
+neither figure cost nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import keys
+from shared.clinic_settings import settings_for
+from shared.estimates import estimate_minutes, typical_minutes
+from shared.protocol import WaitingStatus
+from shared.spaces import IN_CALL, WAITING, Spaces
+from web.hub import ChannelHub
+from web.signalling import SocketSession
+
+#: Seconds a change waits for others to come with it.
+SETTLE = 0.3
+#: Seconds a clinic's settings and typical consultation length are reused.
+REUSE = 10.0
+
+
+class WaitingPatients:
+    """The patients connected to this process, by clinic."""
+
+    def __init__(self, sessions: sessionmaker[Session], spaces: Spaces, hub: ChannelHub) -> None:
+        self._sessions = sessions
+        self._spaces = spaces
+        self._hub = hub
+        self._lock = threading.Lock()
+        self._patients: dict[int, dict[str, SocketSession]] = defaultdict(dict)
+        self._told: dict[str, tuple[int, int]] = {}
+        self._pending: set[int] = set()
+        self._known: dict[int, tuple[float, bool, bool, float]] = {}
+
+    def watch(self, clinic_id: int, space_id: str, session: SocketSession) -> None:
+        """Keep this patient's figures current from now on, and tell them now."""
+        with self._lock:
+            first = not self._patients[clinic_id]
+            self._patients[clinic_id][space_id] = session
+            self._told.pop(space_id, None)
+        if first:
+            self._hub.subscribe(keys.clinic_events(clinic_id), self._changed)
+        self._work_out(clinic_id)
+
+    def forget(self, clinic_id: int, space_id: str) -> None:
+        with self._lock:
+            patients = self._patients.get(clinic_id, {})
+            patients.pop(space_id, None)
+            self._told.pop(space_id, None)
+            last = clinic_id in self._patients and not patients
+            if last:
+                del self._patients[clinic_id]
+        if last:
+            self._hub.unsubscribe(keys.clinic_events(clinic_id), self._changed)
+
+    def _changed(self, channel: str, data: str | None) -> None:
+        clinic_id = int(channel.split(":")[2])
+        with self._lock:
+            if clinic_id in self._pending:
+                return
+            self._pending.add(clinic_id)
+        timer = threading.Timer(SETTLE, self._settle, args=(clinic_id,))
+        timer.daemon = True
+        timer.start()
+
+    def _settle(self, clinic_id: int) -> None:
+        with self._lock:
+            self._pending.discard(clinic_id)
+        self._work_out(clinic_id)
+
+    def _settings(self, clinic_id: int) -> tuple[bool, bool, float]:
+        """(show place, show estimate, typical minutes), reused for a few seconds."""
+        known = self._known.get(clinic_id)
+        if known is not None and time.monotonic() - known[0] < REUSE:
+            return known[1], known[2], known[3]
+        with self._sessions() as db:
+            settings = settings_for(db, clinic_id)
+            show = (settings.show_position, settings.show_estimate)
+            typical = typical_minutes(db, clinic_id) if settings.show_estimate else 0.0
+        self._known[clinic_id] = (time.monotonic(), *show, typical)
+        return show[0], show[1], typical
+
+    def _work_out(self, clinic_id: int) -> None:
+        with self._lock:
+            local = dict(self._patients.get(clinic_id, {}))
+        if not local:
+            return
+        show_place, show_estimate, typical = self._settings(clinic_id)
+        if not (show_place or show_estimate):
+            return
+        spaces = self._spaces.waiting_area(clinic_id)
+        clinicians = len({s.clinician_id for s in spaces if s.status == IN_CALL})
+        waiting = [s.id for s in spaces if s.status == WAITING]
+        for space_id, session in local.items():
+            if space_id not in waiting:
+                continue
+            place = waiting.index(space_id) + 1
+            minutes = estimate_minutes(place, clinicians, typical) if show_estimate else 0
+            figures = (place if show_place else 0, minutes)
+            if self._told.get(space_id) != figures:
+                self._told[space_id] = figures
+                session.send(WaitingStatus(position=figures[0], minutes=figures[1]))
