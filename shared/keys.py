@@ -161,6 +161,15 @@ def delivery_sending(delivery_id: int) -> str:
 DELIVERY_SENT_TTL = 7 * 24 * 3600
 
 
+def arrival_email(clinic_id: int, user_id: int) -> str:
+    """STRING: a member was emailed of an arrival at a clinic lately (ARRIVAL_EMAIL_GAP)."""
+    return f"{PREFIX}:arrival-email:{clinic_id}:{user_id}"
+
+
+#: Seconds between two arrival emails to one member about one clinic.
+ARRIVAL_EMAIL_GAP = 5 * 60
+
+
 def staff_session(session_hash: str) -> str:
     """STRING: the user id a signed-in session (its id's SHA-256) belongs to; lives the session's
     lifetime (VIDCLINIC_SESSION_HOURS) and is deleted when its owner signs out."""

@@ -283,6 +283,14 @@ class WaitingArea(Message):
 
 @message
 @dataclass(frozen=True)
+class SettingsChanged(Message):
+    """A clinic's admin saved its waiting-area settings: what patients are shown may change."""
+
+    type: ClassVar[str] = "settings-changed"
+
+
+@message
+@dataclass(frozen=True)
 class WaitingStatus(Message):
     """A waiting patient's place in the queue and estimated wait in minutes (0: not shown)."""
 

@@ -322,6 +322,11 @@ class Spaces:
         space_id = self.redis.get(keys.space_token(hash_token(token)))
         return self.get(space_id) if space_id else None
 
+    def status(self, space_id: str) -> str | None:
+        """Where the patient is (waiting, in-call, on-hold), or None when the space is gone."""
+        status: str | None = self.redis.hget(keys.space(space_id), "status")
+        return status
+
     def get(self, space_id: str) -> Space | None:
         raw = self.redis.hgetall(keys.space(space_id))
         return Space.from_hash(space_id, raw) if raw else None

@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from web import clinic, errors
     from web.admin import clinic_settings  # noqa: F401  (routes on the admin blueprint)
     from web.admin.views import bp as admin_bp
-    from web.auth import team_links  # noqa: F401  (routes on the auth blueprint)
+    from web.auth import account, team_links  # noqa: F401  (routes on the auth blueprint)
     from web.auth.views import bp as auth_bp
     from web.call.views import bp as call_bp
     from web.dashboard.views import bp as dashboard_bp

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import keys
 from shared.clinic_settings import settings_for
 from shared.estimates import estimate_minutes, typical_minutes
-from shared.protocol import WaitingStatus
+from shared.protocol import SettingsChanged, WaitingStatus
 from shared.spaces import IN_CALL, WAITING, Spaces
 from web.hub import ChannelHub
 from web.signalling import SocketSession
@@ -65,6 +65,8 @@ class WaitingPatients:
 
     def _changed(self, channel: str, data: str | None) -> None:
         clinic_id = int(channel.split(":")[2])
+        if data is not None and SettingsChanged.type in data:
+            self._known.pop(clinic_id, None)
         with self._lock:
             if clinic_id in self._pending:
                 return
@@ -97,6 +99,12 @@ class WaitingPatients:
             return
         show_place, show_estimate, typical = self._settings(clinic_id)
         if not (show_place or show_estimate):
+            # Nothing to keep current: a patient who just came (or moved here) is told once
+            # that they are waiting, without reading the whole queue.
+            for space_id, session in local.items():
+                if space_id not in self._told and self._spaces.status(space_id) == WAITING:
+                    self._told[space_id] = (0, 0)
+                    session.send(WaitingStatus(position=0, minutes=0))
             return
         spaces = self._spaces.waiting_area(clinic_id)
         clinicians = len({s.clinician_id for s in spaces if s.status == IN_CALL})

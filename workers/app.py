@@ -22,6 +22,7 @@ REAP_MEDIA_NODES = "vidclinic.housekeeping.reap_media_nodes"
 SEND_EMAIL = "vidclinic.notifications.send_email"
 SEND_SMS = "vidclinic.notifications.send_sms"
 REQUEST_PASSWORD_RESET = "vidclinic.notifications.request_password_reset"
+ARRIVAL_EMAILS = "vidclinic.notifications.arrival_emails"
 
 
 @dataclass

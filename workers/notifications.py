@@ -15,13 +15,20 @@ import random
 from collections.abc import Callable
 
 from celery import shared_task
+from sqlalchemy import select
 
 from shared import keys
 from shared.accounts import user_by_email
-from shared.models import Delivery, DeliveryState
+from shared.models import ArrivalEmails, Delivery, DeliveryState, Membership, User
 from shared.notifications import DeliveryError, Email, email_backend, sms_backend
 from shared.team import start_reset
-from workers.app import REQUEST_PASSWORD_RESET, SEND_EMAIL, SEND_SMS, VidclinicTask
+from workers.app import (
+    ARRIVAL_EMAILS,
+    REQUEST_PASSWORD_RESET,
+    SEND_EMAIL,
+    SEND_SMS,
+    VidclinicTask,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,42 @@ def request_password_reset(
         delivery_id, recipient = delivery.id, user.email
     send_email.delay(delivery_id, recipient, subject, text.replace(placeholder, token))
     return "sent"
+
+
+@shared_task(name=ARRIVAL_EMAILS, bind=True)
+def arrival_emails(task: VidclinicTask, clinic_id: int, subject: str, text: str) -> int:
+    """Email the clinic's members who asked to hear of arrivals; at most one email per clinic
+    per member every ARRIVAL_EMAIL_GAP seconds. Never a word about who the patient is."""
+    redis = task.services.live.redis
+    moment = dt.datetime.now(dt.UTC)
+    queued: list[tuple[int, str]] = []
+    with task.services.sessions.begin() as session:
+        members = session.scalars(
+            select(User)
+            .join(Membership, Membership.user_id == User.id)
+            .join(ArrivalEmails, ArrivalEmails.user_id == User.id)
+            .where(Membership.clinic_id == clinic_id)
+        ).all()
+        for member in members:
+            gap = keys.arrival_email(clinic_id, member.id)
+            if not redis.set(gap, "1", nx=True, ex=keys.ARRIVAL_EMAIL_GAP):
+                continue
+            delivery = Delivery(
+                clinic_id=clinic_id,
+                channel="email",
+                purpose="arrival",
+                recipient=member.email,
+                state=DeliveryState.QUEUED,
+                error="",
+                created_at=moment,
+                updated_at=moment,
+            )
+            session.add(delivery)
+            session.flush()
+            queued.append((delivery.id, member.email))
+    for delivery_id, email in queued:
+        send_email.delay(delivery_id, email, subject, text)
+    return len(queued)
 
 
 def _deliver(task: VidclinicTask, delivery_id: int, send: Callable[[str], None]) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
+
 from shared.accounts import create_clinic, create_user
 from shared.db import make_engine, make_sessionmaker, upgrade
-from shared.models import Role
+from shared.models import Clinic, Membership, Role
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ SEVENTH = Account("seventh@demo.example", "seventh-password-1", "Dr Seventh")
 RISER = Account("riser@demo.example", "riser-password-123", "Dr Riser")
 LEAVER = Account("leaver@demo.example", "leaver-password-12", "Dr Leaver")
 NEWCOMER = Account("newcomer@other.example", "newcomer-password", "Dr Newcomer")
+#: A clinician of both clinics (transfers between them).
+ROAMING = Account("roaming@demo.example", "roaming-password-1", "Dr Roaming")
 DEPARTING = Account("departing@demo.example", "departing-password", "Dr Departing")
 PROMOTED = Account("promoted@demo.example", "promoted-password-1", "Dr Promoted")
 GUESSED = Account("guessed@demo.example", "guessed-password-12", "Dr Guessed")
@@ -73,4 +77,10 @@ def seed(database_url: str) -> None:
                 session, account.email, account.password, account.name, clinic, Role.CLINICIAN
             )
         create_user(session, ADMIN.email, ADMIN.password, ADMIN.name, "demo", Role.ADMIN)
+        roaming = create_user(
+            session, ROAMING.email, ROAMING.password, ROAMING.name, "demo", Role.CLINICIAN
+        )
+        other = session.scalar(select(Clinic).where(Clinic.slug == "other"))
+        assert other is not None
+        session.add(Membership(user_id=roaming.id, clinic_id=other.id, role=Role.CLINICIAN))
     engine.dispose()

@@ -13,6 +13,7 @@ from flask_login import login_required
 from marshmallow import ValidationError, fields, validate, validates_schema
 from werkzeug.wrappers import Response
 
+from shared import keys
 from shared.clinic_settings import (
     MAX_CHOICES,
     MAX_FIELDS,
@@ -26,6 +27,7 @@ from shared.clinic_settings import (
     valid_zone,
 )
 from shared.models import Clinic, EntryField, FieldKind
+from shared.protocol import SettingsChanged
 from web.admin.views import bp
 from web.clinic import admin_clinic
 from web.i18n import lazy_gettext as _l
@@ -49,6 +51,16 @@ KIND_NAMES = {
 }
 
 
+def _checkbox() -> fields.Boolean:
+    """A checkbox: sent as `true` (or `on`) when ticked, absent or empty when not."""
+    return fields.Boolean(
+        load_default=False,
+        truthy={"true", "on", "1"},
+        falsy={"", "false", "off", "0"},
+        error_messages={"invalid": _l("Tick the box or leave it empty.")},
+    )
+
+
 def _optional_text(limit: int) -> fields.String:
     return fields.String(
         load_default="",
@@ -70,12 +82,12 @@ class WaitingAreaSchema(StrippedSchema):
     """The settings form."""
 
     name = text_field(200)
-    is_open = fields.Boolean(load_default=False)
+    is_open = _checkbox()
     time_zone = text_field(64)
     closed_message = _optional_text(500)
     help_text = _optional_text(1000)
-    show_position = fields.Boolean(load_default=False)
-    show_estimate = fields.Boolean(load_default=False)
+    show_position = _checkbox()
+    show_estimate = _checkbox()
 
     @validates_schema
     def _hours(self, data: dict[str, Any], **_: object) -> None:
@@ -110,7 +122,7 @@ class FieldSchema(StrippedSchema):
         required=True,
         validate=validate.OneOf([k.value for k in FieldKind], error=_l("Choose a type.")),
     )
-    required = fields.Boolean(load_default=False)
+    required = _checkbox()
     choices = _optional_text(3000)
 
     @validates_schema
@@ -222,6 +234,7 @@ def settings_page(slug: str) -> ResponseReturnValue:
     settings.opening_hours = Hours(data["time_zone"], days).dump()
     session.merge(settings)
     session.commit()
+    Services.current().live.publish(keys.clinic_events(clinic.id), SettingsChanged())
     return redirect(url_for("admin.settings_page", slug=slug), 303)
 
 

@@ -15,7 +15,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_babel import get_locale
+from flask_babel import force_locale, get_locale
 from flask_sock import ConnectionClosed
 from werkzeug.wrappers import Response
 
@@ -41,12 +41,14 @@ from shared.spaces import IN_CALL, ON_HOLD, PatientEntry, Space, Spaces
 from web import sock
 from web.entry.form import STANDARD, load_entry, questions_for, read_prefill
 from web.errors import message_for
+from web.i18n import LANGUAGES
 from web.i18n import gettext as _
 from web.room_call import refuse_entry
 from web.safety import same_origin
 from web.services import Services
 from web.signalling import SocketSession, join_call_channels, leave_node, relay_offer
 from web.validation import json_body
+from workers.app import ARRIVAL_EMAILS
 
 bp = Blueprint("entry", __name__)
 
@@ -173,6 +175,7 @@ def enter(slug: str) -> ResponseReturnValue:
         return page.render(clinic, data, body["errors"], token, prefilled), 429, headers
     standard = {name: data.pop(name) for name in STANDARD}
     _space, space_token = services.spaces.create(clinic.id, PatientEntry(**standard, fields=data))
+    _tell_members(clinic)
     target = url_for("entry.space_page", slug=slug)
     response = make_response({"space": target}, 201) if as_json else redirect(target, 303)
     response.set_cookie(
@@ -185,6 +188,22 @@ def enter(slug: str) -> ResponseReturnValue:
         secure=services.settings.secure_cookies,
     )
     return response
+
+
+def _tell_members(clinic: Clinic) -> None:
+    """Queue the arrival emails (to members who asked), in English and Ukrainian: the patient's
+    language says nothing about the member's."""
+    url = url_for("dashboard.waiting_area", slug=clinic.slug, _external=True)
+    subjects, texts = [], []
+    for language in LANGUAGES:
+        with force_locale(language):
+            subjects.append(_("A patient is waiting at %(clinic)s", clinic=clinic.name))
+            texts.append(
+                _("A patient is waiting at %(clinic)s: %(url)s", clinic=clinic.name, url=url)
+            )
+    Services.current().celery.send_task(
+        ARRIVAL_EMAILS, args=[clinic.id, " / ".join(subjects), "\n\n".join(texts)]
+    )
 
 
 @bp.get("/c/<slug>/space")

@@ -252,6 +252,7 @@
           typicalMinutes = message.typical_minutes;
           [...cards.keys()].forEach(remove);
           message.spaces.forEach(render);
+          arrange();
           break;
         case "space-changed":
           render(message.space);

@@ -1,0 +1,331 @@
+"""A clinic's day in Chromium: arrival alerts, hold and resume, messages, transfers, a second
+patient added to a call, closed and out-of-hours entry, the clinic's own questions, and the
+place in the queue with the estimated wait."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import requests
+from playwright.sync_api import BrowserContext, Page, expect
+
+from tests.support.accounts import ADMIN, CLINICIAN, ROAMING, SECOND_CLINICIAN
+from tests.support.http import csrf_token, enter, signed_in
+from tests.support.pages import (
+    enter_as_patient,
+    new_context,
+    sign_in,
+    wait_for_audio_packets,
+    wait_for_video_playing,
+)
+from tests.support.stack import Stack
+
+UKRAINIAN = "Українська"
+
+#: Records desktop notifications and arrival sounds, and lets the page look hidden.
+WATCH_ALERTS = """
+window.alerts = { notices: [], sounds: 0 };
+class FakeNotification { constructor(title) { window.alerts.notices.push(title); } }
+FakeNotification.permission = "granted";
+FakeNotification.requestPermission = async () => "granted";
+window.Notification = FakeNotification;
+const RealContext = window.AudioContext;
+window.AudioContext = function () { window.alerts.sounds += 1; return new RealContext(); };
+Object.defineProperty(document, "hidden", { get: () => true });
+"""
+
+
+@contextmanager
+def people(browser: object, count: int) -> Iterator[list[BrowserContext]]:
+    contexts = [new_context(browser) for _ in range(count)]
+    try:
+        yield contexts
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def _card(page: Page, name: str):  # type: ignore[no-untyped-def]
+    return (
+        page.get_by_role("list", name="Waiting patients")
+        .get_by_role("listitem")
+        .filter(has_text=name)
+    )
+
+
+def _settings(stack: Stack, **changes: str) -> None:
+    """Save the demo clinic's waiting-area settings as its admin would (the rest as they are)."""
+    admin = signed_in(stack, ADMIN.email, ADMIN.password)
+    page = admin.get(f"{stack.url}/clinics/demo/settings", timeout=10).text
+    form = {
+        "csrf_token": csrf_token(admin, f"{stack.url}/clinics/demo/settings"),
+        "name": "Demo Clinic",
+        "time_zone": "UTC",
+        "is_open": "true",
+    }
+    for day in range(7):
+        for edge in ("opens", "closes"):
+            value = re.search(rf'name="{edge}_{day}" type="time" value="([^"]*)"', page)
+            form[f"{edge}_{day}"] = value.group(1) if value else ""
+    form.update(changes)
+    response = admin.post(f"{stack.url}/clinics/demo/settings", data=form, timeout=10)
+    assert response.status_code == 200, response.text[:500]
+
+
+def test_an_arrival_is_announced_with_a_sound_and_a_desktop_notice(
+    stack: Stack, browser: object
+) -> None:
+    with people(browser, 1) as (clinician_context,):
+        clinician_context.add_init_script(WATCH_ALERTS)
+        dashboard = clinician_context.new_page()
+        sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
+        expect(dashboard.locator("[data-count]")).to_contain_text("waiting")  # the socket is up
+        enter(stack, {"first_name": "Alerta", "last_name": "Arrival", "phone": "+380 44 000 1111"})
+        expect(dashboard.locator("[data-announce]")).to_have_text(
+            "New patient in the waiting area: Alerta Arrival"
+        )
+        alerts = dashboard.evaluate("() => window.alerts")
+        assert alerts["sounds"] >= 1
+        assert alerts["notices"] == ["A patient has arrived at Demo Clinic"]  # no name in it
+        expect(_card(dashboard, "Alerta Arrival")).to_contain_text("Waiting")
+
+
+def test_hold_then_resume(stack: Stack, browser: object) -> None:
+    with people(browser, 2) as (clinician_context, patient_context):
+        dashboard = clinician_context.new_page()
+        sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
+        patient = patient_context.new_page()
+        enter_as_patient(patient, stack, "Halyna", "Holding", "+380 44 000 2222")
+        card = _card(dashboard, "Halyna Holding")
+        card.get_by_role("button", name="Join").click()
+        expect(dashboard).to_have_url(re.compile(r"/calls/"))
+        wait_for_video_playing(patient, "video[data-participant]")
+
+        dashboard.get_by_role("button", name="Hold Halyna Holding").click()
+        expect(patient.get_by_role("status")).to_have_text(
+            "You are on hold. Please stay on this page."
+        )
+        expect(patient.locator("video[data-participant]")).to_have_count(0)
+        watcher = clinician_context.new_page()
+        watcher.goto(f"{stack.url}/clinics/demo/waiting-area")
+        expect(_card(watcher, "Halyna Holding")).to_contain_text("On hold")
+
+        _card(watcher, "Halyna Holding").get_by_role("button", name="Resume").click()
+        expect(watcher).to_have_url(re.compile(r"/calls/"))
+        expect(patient.get_by_role("status")).to_have_text("You are in a consultation.")
+        wait_for_video_playing(patient, "video[data-participant]")
+        wait_for_video_playing(watcher, "video[data-participant]")
+        watcher.get_by_role("button", name="End call").click()
+        expect(patient.get_by_role("status")).to_have_text("Your consultation has ended")
+
+
+def test_a_message_to_one_patient_and_to_everyone_waiting(stack: Stack, browser: object) -> None:
+    with people(browser, 3) as (clinician_context, first_context, second_context):
+        dashboard = clinician_context.new_page()
+        sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
+        first, second = first_context.new_page(), second_context.new_page()
+        enter_as_patient(first, stack, "Mykola", "Messaged", "+380 44 000 3333")
+        enter_as_patient(second, stack, "Nadiia", "Notified", "+380 44 000 4444")
+
+        _card(dashboard, "Mykola Messaged").get_by_role("button", name="Send a message").click()
+        dialog = dashboard.get_by_role("dialog", name="Message to Mykola Messaged")
+        dialog.get_by_label("Message").fill("The doctor is running <b>10 minutes</b> late.")
+        dialog.get_by_role("button", name="Send").click()
+        expect(first.get_by_role("alert")).to_have_text(
+            "The doctor is running <b>10 minutes</b> late."  # plain text, never markup
+        )
+        expect(second.get_by_role("alert")).to_have_count(0)
+
+        dashboard.get_by_role("button", name="Message all waiting").click()
+        everyone = dashboard.get_by_role("dialog", name="Message all waiting")
+        everyone.get_by_label("Message").fill("Thank you for waiting.")
+        everyone.get_by_role("button", name="Send").click()
+        expect(first.get_by_role("alert")).to_contain_text("Thank you for waiting.")
+        expect(second.get_by_role("alert")).to_have_text("Thank you for waiting.")
+        # A reloaded page shows what the clinic wrote before.
+        second.reload()
+        expect(second.get_by_role("alert")).to_have_text("Thank you for waiting.")
+        card = _card(dashboard, "Mykola Messaged")
+        card.get_by_text("Activity").click()
+        expect(card.locator("[data-activity]")).to_contain_text(f"Message sent by {CLINICIAN.name}")
+
+
+def test_a_patient_is_transferred_to_another_clinic(stack: Stack, browser: object) -> None:
+    with people(browser, 3) as (demo_context, other_context, patient_context):
+        demo = demo_context.new_page()
+        sign_in(demo, stack, ROAMING.email, ROAMING.password)
+        demo.goto(f"{stack.url}/clinics/demo/waiting-area")
+        other = other_context.new_page()
+        sign_in(other, stack, ROAMING.email, ROAMING.password)
+        other.goto(f"{stack.url}/clinics/other/waiting-area")
+        patient = patient_context.new_page()
+        enter_as_patient(patient, stack, "Taras", "Transferred", "+380 44 000 5555")
+        card = _card(demo, "Taras Transferred")
+        expect(card).to_be_visible()
+        card.get_by_label("Clinic to transfer to").select_option(label="Other Clinic")
+        card.get_by_role("button", name="Transfer Taras Transferred").click()
+        expect(card).to_have_count(0)
+        moved = _card(other, "Taras Transferred")
+        expect(moved).to_contain_text("Waiting")
+        expect(moved.locator("[data-activity]")).to_contain_text(f"Transferred by {ROAMING.name}")
+        expect(patient.get_by_role("status")).to_contain_text("The clinician will be with you")
+        # The other clinic's clinician sees the patient, who keeps their own page.
+        moved.get_by_role("button", name="Join").click()
+        expect(other).to_have_url(re.compile(r"/clinics/other/calls/"))
+        wait_for_video_playing(patient, "video[data-participant]")
+        other.get_by_role("button", name="End call").click()
+
+
+def test_a_second_waiting_patient_is_added_to_a_call(stack: Stack, browser: object) -> None:
+    with people(browser, 3) as (clinician_context, patient_context, relative_context):
+        dashboard = clinician_context.new_page()
+        sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
+        patient, relative = patient_context.new_page(), relative_context.new_page()
+        enter_as_patient(patient, stack, "Petro", "Patient", "+380 44 000 6666")
+        enter_as_patient(relative, stack, "Iryna", "Interpreter", "+380 44 000 7777")
+        _card(dashboard, "Petro Patient").get_by_role("button", name="Join").click()
+        expect(dashboard).to_have_url(re.compile(r"/calls/"))
+        dashboard.get_by_role("button", name="Add Iryna Interpreter to the call").click()
+        expect(relative.get_by_role("status")).to_have_text("You are in a consultation.")
+        for page, others in (
+            (dashboard, ["Petro Patient", "Iryna Interpreter"]),
+            (patient, [CLINICIAN.name, "Iryna Interpreter"]),
+            (relative, [CLINICIAN.name, "Petro Patient"]),
+        ):
+            for name in others:
+                wait_for_video_playing(page, f"video[aria-label='{name}']")
+            assert wait_for_audio_packets(page) > 0
+        dashboard.get_by_role("button", name="End call").click()
+        for page in (patient, relative):
+            expect(page.get_by_role("status")).to_have_text("Your consultation has ended")
+
+
+def test_a_closed_or_out_of_hours_waiting_area_refuses_entry_with_its_message(
+    stack: Stack,
+) -> None:
+    waiting, _ = enter(
+        stack, {"first_name": "Early", "last_name": "Bird", "phone": "+380 44 0001212"}
+    )
+    try:
+        _settings(stack, is_open="", closed_message="We open again on Monday at 9.")
+        page = requests.get(f"{stack.url}/c/demo", timeout=10).text
+        assert "We open again on Monday at 9." in page and "Start video call" not in page
+        late = requests.Session()  # the closed page has no form: a token from another page
+        refused = late.post(
+            f"{stack.url}/c/demo/enter",
+            data={
+                "csrf_token": csrf_token(late, f"{stack.url}/login"),
+                "first_name": "Late",
+                "last_name": "Comer",
+                "phone": "+380 44 0001313",
+            },
+            timeout=10,
+        )
+        assert refused.status_code == 403 and "We open again on Monday at 9." in refused.text
+        # A patient already waiting stays.
+        assert waiting.get(f"{stack.url}/c/demo/space", timeout=10).status_code == 200
+
+        now = dt.datetime.now(dt.UTC)
+        opens = (now + dt.timedelta(hours=6)).strftime("%H:00")
+        closes = (now + dt.timedelta(hours=7)).strftime("%H:00")
+        if opens >= closes:  # the hour wrapped past midnight: use the hour after it
+            opens, closes = "01:00", "02:00"
+        hours = {f"opens_{d}": opens for d in range(7)} | {f"closes_{d}": closes for d in range(7)}
+        _settings(stack, closed_message="Open 9 to 5.", **hours)
+        page = requests.get(f"{stack.url}/c/demo", timeout=10).text
+        assert "Open 9 to 5." in page and "Start video call" not in page
+    finally:
+        _settings(stack, **{f"{e}_{d}": "" for e in ("opens", "closes") for d in range(7)})
+    assert "Start video call" in requests.get(f"{stack.url}/c/demo", timeout=10).text
+
+
+def test_the_clinics_own_questions_are_asked_and_checked(stack: Stack, browser: object) -> None:
+    admin = signed_in(stack, ADMIN.email, ADMIN.password)
+    token = csrf_token(admin, f"{stack.url}/clinics/demo/settings")
+    for field in (
+        {
+            "label_en": "Reason for visit",
+            "label_uk": "Причина звернення",
+            "kind": "text",
+            "required": "true",
+        },
+        {"label_en": "Preferred language", "kind": "choice", "choices": f"English\n{UKRAINIAN}"},
+    ):
+        added = admin.post(
+            f"{stack.url}/clinics/demo/settings/fields",
+            data={"csrf_token": token, **field},
+            timeout=10,
+        )
+        assert added.status_code == 200
+    try:
+        with people(browser, 2) as (patient_context, clinician_context):
+            patient = patient_context.new_page()
+            patient.goto(f"{stack.url}/c/demo")
+            patient.get_by_label("First name").fill("Quentin")
+            patient.get_by_label("Last name").fill("Questions")
+            patient.get_by_label("Phone number").fill("+380 44 000 8888")
+            patient.get_by_role("button", name="Start video call").click()
+            expect(
+                patient.locator("#" + _key(patient, "Reason for visit") + "-error")
+            ).to_have_text("This field is required.")
+            patient.get_by_label("Reason for visit").fill("A rash")
+            patient.get_by_label("Preferred language (optional)").select_option(UKRAINIAN)
+            patient.get_by_role("button", name="Start video call").click()
+            expect(patient.get_by_role("status")).to_contain_text("will be with you shortly")
+            dashboard = clinician_context.new_page()
+            sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
+            card = _card(dashboard, "Quentin Questions")
+            expect(card).to_contain_text("Reason for visit")
+            expect(card).to_contain_text("A rash")
+            expect(card).to_contain_text(UKRAINIAN)
+            ukrainian = patient_context.new_page()
+            ukrainian.goto(f"{stack.url}/language/uk?next=/c/demo")
+            expect(ukrainian.get_by_label("Причина звернення")).to_be_visible()
+    finally:
+        page = admin.get(f"{stack.url}/clinics/demo/settings", timeout=10).text
+        for field_id in re.findall(r"/settings/fields/(\d+)/remove", page):
+            admin.post(
+                f"{stack.url}/clinics/demo/settings/fields/{field_id}/remove",
+                data={"csrf_token": token},
+                timeout=10,
+            )
+
+
+def _key(page: Page, label: str) -> str:
+    return str(page.get_by_label(label).get_attribute("id"))
+
+
+def test_the_place_in_the_queue_and_the_estimated_wait_are_shown_and_kept_current(
+    stack: Stack, browser: object
+) -> None:
+    _settings(stack, show_position="true", show_estimate="true")
+    try:
+        with people(browser, 3) as (clinician_context, ahead_context, behind_context):
+            dashboard = clinician_context.new_page()
+            sign_in(dashboard, stack, SECOND_CLINICIAN.email, SECOND_CLINICIAN.password)
+            # Patients from earlier tests may still be waiting: count from what the page says.
+            ahead, behind = ahead_context.new_page(), behind_context.new_page()
+            enter_as_patient(ahead, stack, "Anna", "Ahead", "+380 44 000 9999")
+            expect(ahead.get_by_role("status")).to_contain_text("in the queue")
+            enter_as_patient(behind, stack, "Bohdan", "Behind", "+380 44 000 1010")
+            status = behind.get_by_role("status")
+            expect(status).to_contain_text("About")
+            place = _place(status.inner_text())
+            ahead_place = _place(ahead.get_by_role("status").inner_text())
+            assert place == ahead_place + 1
+            expect(dashboard.locator("[data-estimate]")).to_contain_text(
+                "Estimated wait for a new patient: about"
+            )
+            _card(dashboard, "Anna Ahead").get_by_role("button", name="Join").click()
+            expect(status).to_contain_text(f"You are number {place - 1} in the queue.")
+    finally:
+        _settings(stack)
+
+
+def _place(status: str) -> int:
+    found = re.search(r"number (\d+)", status)
+    assert found, status
+    return int(found.group(1))
