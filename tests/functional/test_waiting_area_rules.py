@@ -1,0 +1,332 @@
+"""The waiting area's rules, without a browser: exactly one clinician wins a patient however
+the presses collide, housekeeping run twice ends nothing twice, settings and patients'
+messages and activity stay within the clinic's members, pre-filled links cannot be read or
+changed, arrival emails are rationed, and no patient's words reach a log line."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+from shared.errors import CloseReason, SpaceAlreadyClaimed
+from shared.models import ArrivalEmails, Consultation, Membership, User
+from shared.spaces import IN_CALL, PatientEntry, Spaces
+from tests.support.accounts import ADMIN, CLINICIAN, OTHER_CLINICIAN, ROAMING, SECOND_CLINICIAN
+from tests.support.database import session_for
+from tests.support.http import Socket, csrf_token, enter, signed_in
+from tests.support.stack import Stack
+
+ENTRY = PatientEntry("Rasa", "Race", "+380 63 000 2222")
+
+
+@pytest.fixture
+def spaces(stack: Stack) -> Spaces:
+    return Spaces(stack.redis())
+
+
+def _race(spaces: Spaces, space_id: str, presses: list[tuple[str, str, str]]) -> list[object]:
+    """Everyone presses at the same instant; returns each outcome (a Taken or the refusal)."""
+    start = threading.Barrier(len(presses))
+    outcomes: list[object] = [None] * len(presses)
+
+    def press(index: int, clinician: str, mode: str, call_id: str) -> None:
+        start.wait()
+        try:
+            outcomes[index] = spaces.take(space_id, 1, clinician, f"Dr {clinician}", mode, call_id)
+        except SpaceAlreadyClaimed as refused:
+            outcomes[index] = refused
+
+    threads = [threading.Thread(target=press, args=(i, *p)) for i, p in enumerate(presses)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_join_resume_and_add_to_call_at_the_same_instant_have_exactly_one_winner(
+    spaces: Spaces,
+) -> None:
+    for round_ in range(200):
+        space, _ = spaces.create(1, ENTRY)
+        other, _ = spaces.create(1, ENTRY)
+        held_by_u1 = spaces.take(other.id, 1, "u1", "Dr u1", "join").call_id
+        if round_ % 2:  # the patient was on hold with u1: u1 resumes while u2 adds them
+            spaces.take(space.id, 1, "u1", "Dr u1", "add", held_by_u1)
+            spaces.hold(space.id, "u1", "Dr u1")
+            presses = [("u1", "resume", ""), ("u2", "add", _call_of(spaces, "u2"))]
+        else:  # a waiting patient: u1 joins while u2 adds them to u2's call
+            presses = [("u1", "join", ""), ("u2", "add", _call_of(spaces, "u2"))]
+        outcomes = _race(spaces, space.id, presses)
+        refused = [o for o in outcomes if isinstance(o, SpaceAlreadyClaimed)]
+        winner = spaces.get(space.id)
+        assert len(refused) == 1, outcomes
+        assert winner is not None and winner.status == IN_CALL
+        assert refused[0].by == winner.clinician_name
+        for done in (space, other):
+            spaces.end(done.id, CloseReason.CLINICIAN_ENDED)
+
+
+def _call_of(spaces: Spaces, clinician: str) -> str:
+    """A call of this clinician's, with a patient of its own."""
+    patient, _ = spaces.create(1, ENTRY)
+    return spaces.take(patient.id, 1, clinician, f"Dr {clinician}", "join").call_id
+
+
+def test_two_clinicians_joining_from_their_dashboards_at_once_one_is_told_who_won(
+    stack: Stack,
+) -> None:
+    members = [signed_in(stack, a.email, a.password) for a in (CLINICIAN, SECOND_CLINICIAN)]
+    sockets = [Socket(stack, "/clinics/demo/waiting-area/ws", m) for m in members]
+    try:
+        for socket in sockets:
+            socket.receive_type("waiting-area")
+        for round_ in range(20):
+            enter(
+                stack,
+                {"first_name": "Duel", "last_name": f"Round{round_}", "phone": "+380 63 000 3333"},
+            )
+            space = sockets[0].receive_type("space-changed")["space"]["id"]
+            for socket in sockets:
+                socket.send({"type": "join", "space": space})
+            replies = [_reply(socket) for socket in sockets]
+            assert sorted(r["type"] for r in replies) == ["error", "joined"], replies
+            (refusal,) = [r for r in replies if r["type"] == "error"]
+            assert refusal["message"].startswith("This patient is already being seen by Dr ")
+    finally:
+        for socket in sockets:
+            socket.close()
+
+
+def _reply(socket: Socket) -> dict[str, Any]:
+    while True:
+        message = socket.receive()
+        if message["type"] in ("joined", "error"):
+            return message
+
+
+def test_housekeeping_run_twice_at_once_ends_each_space_once(stack: Stack) -> None:
+    from shared.consultations import Ending, end_consultation
+    from shared.db import make_engine, make_sessionmaker
+    from shared.live import LiveState
+
+    client = redis.Redis.from_url(stack.redis_server.url, decode_responses=True)
+    spaces = Spaces(client)
+    engine = make_engine(stack.database_url)
+    ending = Ending(spaces, LiveState(client), make_sessionmaker(engine))
+    made = [
+        spaces.create(2, PatientEntry("Sweep", f"Twice{i}", "+380 63 000 4444"))[0]
+        for i in range(10)
+    ]
+    for space in made:  # gone for longer than any grace
+        client.hset(f"vc:space:{space.id}", mapping={"last_seen": "1", "connected": "0"})
+    with session_for(stack.database_url) as session:
+        before = session.query(Consultation).filter(Consultation.clinic_id == 2).count()
+    start = threading.Barrier(2)
+    ended: list[int] = [0, 0]
+
+    def sweep(index: int) -> None:
+        start.wait()
+        for space_id, reason in spaces.stale(2, grace=60):
+            ended[index] += end_consultation(ending, space_id, reason)
+
+    threads = [threading.Thread(target=sweep, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    engine.dispose()
+    assert sum(ended) == 10
+    with session_for(stack.database_url) as session:
+        after = session.query(Consultation).filter(Consultation.clinic_id == 2).count()
+    assert after - before == 10
+    assert not [s for s in made if client.exists(f"vc:space:{s.id}")]
+
+
+RULES_CASES = [
+    ("admin", 200),
+    ("member", 403),
+    ("other clinic", 403),
+    ("signed out", "login"),
+]
+
+
+@pytest.mark.parametrize(("who", "outcome"), RULES_CASES)
+def test_only_the_clinics_admins_see_and_change_its_settings(
+    stack: Stack, who: str, outcome: int | str
+) -> None:
+    session = _visitor(stack, who)
+    page = session.get(f"{stack.url}/clinics/demo/settings", timeout=10)
+    changed = session.post(
+        f"{stack.url}/clinics/demo/settings/fields",
+        data={
+            "csrf_token": csrf_token(session, f"{stack.url}/login"),
+            "label_en": "X",
+            "kind": "text",
+        },
+        timeout=10,
+    )
+    if outcome == "login":
+        assert "/login" in page.url and "/login" in changed.url
+    else:
+        assert page.status_code == outcome
+        assert changed.status_code == (200 if outcome == 200 else 403)
+        if outcome == 200:
+            _remove_fields(session, stack)
+
+
+def _remove_fields(admin: requests.Session, stack: Stack) -> None:
+    token = csrf_token(admin, f"{stack.url}/clinics/demo/settings")
+    page = admin.get(f"{stack.url}/clinics/demo/settings", timeout=10).text
+    for field_id in re.findall(r"/settings/fields/(\d+)/remove", page):
+        admin.post(
+            f"{stack.url}/clinics/demo/settings/fields/{field_id}/remove",
+            data={"csrf_token": token},
+            timeout=10,
+        )
+
+
+def _visitor(stack: Stack, who: str) -> requests.Session:
+    accounts = {"admin": ADMIN, "member": CLINICIAN, "other clinic": OTHER_CLINICIAN}
+    if who in accounts:
+        return signed_in(stack, accounts[who].email, accounts[who].password)
+    return requests.Session()
+
+
+def test_cards_messages_transfers_and_activity_stay_within_the_clinic(stack: Stack) -> None:
+    """Another clinic's member cannot see demo's cards, write to its patients, move them, or
+    move a patient to a clinic they do not belong to."""
+    patient, _ = enter(
+        stack, {"first_name": "Private", "last_name": "Person", "phone": "+380 63 000 5555"}
+    )
+    demo = Socket(
+        stack,
+        "/clinics/demo/waiting-area/ws",
+        signed_in(stack, CLINICIAN.email, CLINICIAN.password),
+    )
+    outsider = Socket(
+        stack,
+        "/clinics/other/waiting-area/ws",
+        signed_in(stack, OTHER_CLINICIAN.email, OTHER_CLINICIAN.password),
+    )
+    try:
+        cards = demo.receive_type("waiting-area")["spaces"]
+        space = next(c for c in cards if c["name"] == "Private Person")
+        assert "Private Person" not in str(outsider.receive_type("waiting-area"))
+        for attempt in (
+            {"type": "send-message", "space": space["id"], "text": "hello"},
+            {"type": "remove", "space": space["id"]},
+            {"type": "transfer", "space": space["id"], "clinic": "other"},
+            {"type": "join", "space": space["id"]},
+        ):
+            outsider.send(attempt)
+            assert outsider.receive_type("error")["code"] == "space-not-found"
+        demo.send({"type": "transfer", "space": space["id"], "clinic": "other"})
+        assert demo.receive_type("error")["code"] == "forbidden"  # CLINICIAN is not in "other"
+        refused = Socket(
+            stack,
+            "/clinics/demo/waiting-area/ws",
+            signed_in(stack, OTHER_CLINICIAN.email, OTHER_CLINICIAN.password),
+        )
+        assert refused.receive()["code"] == "forbidden"
+        refused.close()
+        assert patient.get(f"{stack.url}/c/demo/space", timeout=10).status_code == 200
+        client = stack.redis()
+        assert client.llen(f"vc:space:{space['id']}:messages") == 0
+    finally:
+        demo.close()
+        outsider.close()
+
+
+def test_a_pre_filled_link_cannot_be_read_or_changed_and_fills_the_entry(stack: Stack) -> None:
+    member = signed_in(stack, CLINICIAN.email, CLINICIAN.password)
+    token = csrf_token(member, f"{stack.url}/clinics/demo/waiting-area")
+    made = member.post(
+        f"{stack.url}/clinics/demo/patient-links",
+        json={"first_name": "Booked", "last_name": "Visitor", "phone": "+380 63 000 6666"},
+        headers={"X-CSRFToken": token},
+        timeout=10,
+    )
+    assert made.status_code == 201
+    url = made.json()["url"]
+    assert "Booked" not in url and "Visitor" not in url  # not readable on the way
+    visitor = requests.Session()
+    page = visitor.get(url, timeout=10).text
+    assert "Booked" in page and 'name="first_name"' not in page  # shown, not editable
+    prefill = re.search(r'name="prefill" value="([^"]+)"', page)
+    assert prefill
+    form = csrf_token(visitor, url)
+    entered = visitor.post(
+        f"{stack.url}/c/demo/enter",
+        data={"csrf_token": form, "prefill": prefill.group(1), "first_name": "Changed"},
+        timeout=10,
+    )
+    assert entered.url.endswith("/c/demo/space")
+    assert "Welcome, Booked." in entered.text  # the link's values win
+    tampered = url[:-6] + ("AAAAAA" if not url.endswith("AAAAAA") else "BBBBBB")
+    assert requests.get(tampered, timeout=10).status_code == 410
+    bad = member.post(
+        f"{stack.url}/clinics/demo/patient-links",
+        json={"phone": "not a phone"},
+        headers={"X-CSRFToken": token},
+        timeout=10,
+    )
+    assert bad.status_code == 400 and "phone" in bad.json()["errors"]
+
+
+def test_arrival_emails_go_to_members_who_asked_at_most_every_five_minutes(stack: Stack) -> None:
+    roaming = signed_in(stack, ROAMING.email, ROAMING.password)
+    token = csrf_token(roaming, f"{stack.url}/account")
+    roaming.post(
+        f"{stack.url}/account", data={"csrf_token": token, "arrival_emails": "true"}, timeout=10
+    )
+    with session_for(stack.database_url) as session:
+        user = session.query(User).filter_by(email=ROAMING.email).one()
+        assert session.get(ArrivalEmails, user.id) is not None
+        assert session.query(Membership).filter_by(user_id=user.id).count() == 2
+    for index in range(3):
+        enter(
+            stack,
+            {"first_name": "Emailed", "last_name": f"Arrival{index}", "phone": "+380 63 000 7777"},
+        )
+    (mail,) = stack.mail.wait_for(ROAMING.email)
+    text = mail.get_content()
+    assert "A patient is waiting at Demo Clinic" in text and "/clinics/demo/waiting-area" in text
+    assert "Emailed" not in text and "Arrival" not in mail["Subject"]
+    time.sleep(3)
+    assert len(stack.mail.to(ROAMING.email)) == 1  # one email for three arrivals
+    assert stack.mail.to(CLINICIAN.email) == []  # who did not ask hears nothing
+
+
+def test_no_patients_words_reach_any_log(stack: Stack) -> None:
+    """A whole visit with distinctive details and messages; then every process's output is
+    read: none of it may be there."""
+    marker = {"first_name": "Xanthippe", "last_name": "Quagmireova", "phone": "+380 63 987 6543"}
+    patient, _ = enter(stack, marker)
+    space_socket = Socket(stack, "/c/demo/space/ws", patient)
+    member = signed_in(stack, CLINICIAN.email, CLINICIAN.password)
+    dashboard = Socket(stack, "/clinics/demo/waiting-area/ws", member)
+    try:
+        cards = dashboard.receive_type("waiting-area")["spaces"]
+        space = next(c["id"] for c in cards if c["name"] == "Xanthippe Quagmireova")
+        dashboard.send({"type": "send-message", "space": space, "text": "Zephyrine secret words"})
+        space_socket.receive_type("clinic-message")
+        dashboard.send({"type": "join", "space": space})
+        _reply(dashboard)
+        dashboard.send({"type": "remove", "space": space})
+        space_socket.receive_type("ended")
+    finally:
+        space_socket.close()
+        dashboard.close()
+    time.sleep(1)
+    secrets = ("Xanthippe", "Quagmireova", "987 6543", "9876543", "Zephyrine")
+    for log in Path(stack.root).glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert not [s for s in secrets if s in text], log.name
