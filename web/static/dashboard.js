@@ -64,7 +64,7 @@
     const item = entry.item;
     item.querySelector("[data-name]").textContent = space.name;
     const lost = connection(space);
-    item.querySelector("[data-card-status]").textContent = lost ? `${statusOf(space)} · ${strings.reconnecting}` : statusOf(space);
+    item.querySelector("[data-card-status]").textContent = lost ? `${statusOf(space)} · ${lost}` : statusOf(space);
     item.classList.toggle("disconnected", Boolean(lost));
     const mine = space.clinician_id === config.me;
     const join = item.querySelector("[data-join]");
@@ -258,7 +258,12 @@
           render(message.space);
           if (message.event === "arrived") alertArrival(message.space);
           break;
-        case "space-left": remove(message.space); break;
+        case "space-left": {
+          const entry = cards.get(message.space);
+          if (entry) announce.textContent = fill(strings.left, { name: entry.space.name });
+          remove(message.space);
+          break;
+        }
         case "joined": location.assign(message.url); break;
         case "error":
           alertBox.textContent = message.message;

@@ -1,0 +1,109 @@
+"""A patient whose network drops comes back to the same space, place and call without typing
+anything; their card says "Reconnecting" meanwhile and never disappears or doubles. Gone for
+longer than the grace period, they are removed and the dashboard says so.
+
+The patient's page reaches the server through a relay the test cuts (DevTools' offline
+emulation leaves an open WebSocket alone); media keeps its own path, as after a brief Wi-Fi
+drop. The test system's grace period is 8 seconds.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+
+from playwright.sync_api import Page, expect
+
+from tests.support.accounts import CLINICIAN
+from tests.support.outage import Outage
+from tests.support.pages import enter_as_patient, new_context, sign_in, wait_for_video_playing
+from tests.support.stack import Stack
+
+GRACE = 8
+
+
+def via(stack: Stack, outage: Outage) -> Stack:
+    """The same system, reached through the relay."""
+    return replace(stack, port=outage.port)
+
+
+def _card(page: Page, name: str):  # type: ignore[no-untyped-def]
+    return (
+        page.get_by_role("list", name="Waiting patients")
+        .get_by_role("listitem")
+        .filter(has_text=name)
+    )
+
+
+def test_a_short_outage_while_waiting_and_in_a_call_keeps_the_space_place_and_call(
+    stack: Stack, browser: object
+) -> None:
+    clinician_context, patient_context = new_context(browser), new_context(browser)
+    outage = Outage(stack.port)
+    try:
+        dashboard = clinician_context.new_page()
+        sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
+        patient = patient_context.new_page()
+        enter_as_patient(patient, via(stack, outage), "Olena", "Offline", "+380 44 111 2233")
+        card = _card(dashboard, "Olena Offline")
+        expect(card).to_contain_text("Waiting")
+        expect(card).not_to_contain_text("Reconnecting")
+        space_id = card.get_attribute("data-space")
+
+        outage.cut()
+        expect(card).to_contain_text("Reconnecting")
+        expect(patient.get_by_role("status")).to_contain_text("Reconnecting")
+        time.sleep(GRACE / 2)
+        outage.restore()
+        expect(card).not_to_contain_text("Reconnecting", timeout=15_000)
+        expect(_card(dashboard, "Olena Offline")).to_have_count(1)
+        assert card.get_attribute("data-space") == space_id
+
+        card.get_by_role("button", name="Join").click()
+        expect(dashboard).to_have_url(re.compile(r"/calls/"))
+        wait_for_video_playing(patient, "video[data-participant]")
+        call_url = dashboard.url
+        watcher = clinician_context.new_page()
+        watcher.goto(f"{stack.url}/clinics/demo/waiting-area")
+        watched = _card(watcher, "Olena Offline")
+        outage.cut()
+        expect(watched).to_contain_text("Reconnecting")
+        time.sleep(GRACE / 2)
+        outage.restore()
+        expect(watched).not_to_contain_text("Reconnecting", timeout=15_000)
+        expect(patient.get_by_role("status")).to_have_text(
+            "You are in a consultation.", timeout=15_000
+        )
+        wait_for_video_playing(patient, "video[data-participant]")
+        wait_for_video_playing(dashboard, "video[data-participant]")
+        assert dashboard.url == call_url  # the same call
+        expect(watched).to_have_count(1)
+        dashboard.get_by_role("button", name="End call").click()
+    finally:
+        clinician_context.close()
+        patient_context.close()
+        outage.close()
+
+
+def test_an_outage_past_the_grace_period_removes_the_patient_and_says_so(
+    stack: Stack, browser: object
+) -> None:
+    clinician_context, patient_context = new_context(browser), new_context(browser)
+    outage = Outage(stack.port)
+    try:
+        dashboard = clinician_context.new_page()
+        sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
+        patient = patient_context.new_page()
+        enter_as_patient(patient, via(stack, outage), "Vasyl", "Vanishing", "+380 44 111 4455")
+        card = _card(dashboard, "Vasyl Vanishing")
+        expect(card).to_be_visible()
+        outage.cut()
+        expect(card).to_have_count(0, timeout=(GRACE + 15) * 1000)
+        expect(dashboard.locator("[data-announce]")).to_have_text(
+            "Vasyl Vanishing has left the waiting area."
+        )
+    finally:
+        clinician_context.close()
+        patient_context.close()
+        outage.close()
