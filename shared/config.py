@@ -169,6 +169,8 @@ class Settings:
     sms_webhook_body: str = DEFAULT_SMS_BODY
     #: Seconds one email or SMS attempt may take before it counts as failed (and is retried).
     send_timeout: int = 20
+    #: Connections (pages and sockets) one web process serves at once.
+    web_connections: int = 10000
 
     def __post_init__(self) -> None:
         if not self.celery_broker_url:
@@ -228,4 +230,5 @@ class Settings:
             sms_webhook_auth=env.get("VIDCLINIC_SMS_WEBHOOK_AUTH", ""),
             sms_webhook_body=_json_template(env, "VIDCLINIC_SMS_WEBHOOK_BODY", DEFAULT_SMS_BODY),
             send_timeout=_int(env, "VIDCLINIC_SEND_TIMEOUT", 20),
+            web_connections=_int(env, "VIDCLINIC_WEB_CONNECTIONS", 10000),
         )

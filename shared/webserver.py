@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -27,14 +31,52 @@ class _Gunicorn(BaseApplication):
 
 
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
-    """Run gunicorn in the foreground until SIGINT or SIGTERM."""
+    """Run `workers` web processes on one port until SIGINT or SIGTERM.
+
+    Each is a gunicorn master with one gevent worker, its listening socket bound with
+    SO_REUSEPORT: the kernel spreads new connections evenly over them. (One master with
+    several workers sharing a socket lets whichever worker is idle take every connection:
+    all 20 dashboards once landed on one of two workers.)
+    """
+    if workers == 1:
+        _serve_one(settings, host, port)
+        return
+    command = [sys.executable, "-m", "shared.cli", "web", "--workers", "1"]
+    children = [
+        subprocess.Popen([*command, "--host", host, "--port", str(port)]) for _ in range(workers)
+    ]
+    stopping = False
+
+    def _stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            child.wait()
+    if not stopping:
+        raise SystemExit(1)  # a web process died: let the supervisor above restart us all
+
+
+def _serve_one(settings: Settings, host: str, port: int) -> None:
     _Gunicorn(
         settings,
         {
             "bind": f"{host}:{port}",
-            "workers": workers,
+            "workers": 1,
             "worker_class": "gevent",
-            "worker_connections": 2000,
+            "worker_connections": settings.web_connections,
+            "reuse_port": True,
+            # Several masters on one machine would fight over gunicorn's one control socket.
+            "control_socket_disable": True,
             "graceful_timeout": 5,
             "timeout": 30,
             "loglevel": settings.log_level.lower(),

@@ -60,6 +60,8 @@ class WaitingPatients:
             last = clinic_id in self._patients and not patients
             if last:
                 del self._patients[clinic_id]
+                # Unsubscribed, nothing would tell us of a change of its settings any more.
+                self._known.pop(clinic_id, None)
         if last:
             self._hub.unsubscribe(keys.clinic_events(clinic_id), self._changed)
 

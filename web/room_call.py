@@ -37,6 +37,7 @@ class RoomCall:
         clinic_id: int,
         person: Person,
         link_made_at: float | None = None,
+        closing: str = "",
     ) -> None:
         self.services = services
         self.session = session
@@ -44,7 +45,10 @@ class RoomCall:
         self.clinic_id = clinic_id
         self.person = person
         self.link_made_at = link_made_at
+        #: A channel whose every message ends this socket (a guest's link being revoked).
+        self.closing = closing
         self.call_id = ""
+        self._present = 0
 
     def enter(self) -> None:
         """Take a place in the room's call; raises RoomFull or RoomLocked (nothing set up)."""
@@ -63,12 +67,16 @@ class RoomCall:
             raise RoomFull(capacity=0)
         live = self.services.socket_live
         join_call_channels(self.session, live, self.call_id, self.person.participant)
-        self.session.start_relay(forward)
+        self._present = self.services.presence.call(
+            self.call_id, self.person.participant, gone=self.session.close_socket
+        )
+        self.session.start_relay(self._relay)
         self.session.send(calls.state(self.room_key))
 
-    def present(self) -> bool:
-        """Refresh this person's presence; False once the call has ended."""
-        return self.services.socket_calls.touch(self.call_id, self.person.participant)
+    def _relay(self, session: SocketSession, channel: str, data: str) -> None:
+        forward(session, channel, data)
+        if channel == self.closing:
+            session.close_socket()
 
     def offer(self, offer: Offer) -> None:
         live = self.services.live
@@ -82,6 +90,7 @@ class RoomCall:
 
     def leave(self) -> None:
         self.session.close()
+        self.services.presence.leave(self._present)
         if self.call_id:
             participant = self.person.participant
             leave_node(self.session, self.services.socket_live, self.call_id, participant)

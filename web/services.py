@@ -23,6 +23,7 @@ from shared.sockets import SocketRegistry
 from shared.spaces import Spaces
 from shared.throttle import Throttle
 from web.hub import ChannelHub
+from web.presence import Presence
 
 if TYPE_CHECKING:
     from web.queue import WaitingPatients
@@ -77,6 +78,11 @@ class Services:
     def socket_spaces(self) -> Spaces:
         """Patient spaces and waiting areas, for sockets."""
         return Spaces(self.socket_redis, self.settings.space_ttl)
+
+    @cached_property
+    def presence(self) -> Presence:
+        """The pages connected to this process, kept present in one batch."""
+        return Presence(self.socket_redis)
 
     @cached_property
     def waiting_patients(self) -> WaitingPatients:

@@ -39,9 +39,6 @@ from web.safety import same_origin
 
 log = logging.getLogger(__name__)
 
-#: Seconds between the server's checks while a socket is quiet: the patient's presence beat,
-#: so VIDCLINIC_PATIENT_GRACE must be comfortably longer.
-IDLE_TICK = 5.0
 #: Messages of one type a socket may send at once, then per second. An offer makes the media
 #: node build a peer connection, and a browser sends one per call, reconnection or failed
 #: connection: five at once, then one every two seconds.
@@ -97,7 +94,7 @@ class SocketSession:
         self._owner = ""
         self._control = ""
         self._session = ""
-        self._ends_at: float | None = None
+        self._ends: threading.Timer | None = None
         # Written now, in the request's language: close notices are obeyed on the relay thread,
         # outside the request.
         self._closed_texts = {reason: socket_closed_text(reason) for reason in SocketCloseReason}
@@ -124,7 +121,11 @@ class SocketSession:
         """
         self._owner, self._control, self._session = owner, keys.socket_control(owner), session
         if seconds_left is not None:
-            self._ends_at = time.monotonic() + seconds_left
+            self._ends = threading.Timer(
+                seconds_left, self.close_for, args=(SocketCloseReason.SIGNED_OUT,)
+            )
+            self._ends.daemon = True
+            self._ends.start()
         self.subscribe(self._control)
         self._registry.opened(owner, self.connection, cap)
 
@@ -157,11 +158,11 @@ class SocketSession:
 
     def start_relay(self, handler: ChannelHandler) -> None:
         def relay() -> None:
-            while not self._closed.is_set():
-                try:
-                    channel, data = self._inbox.get(timeout=1.0)
-                except queue.Empty:
-                    continue
+            # Blocks until a message comes (or the socket closes): an idle socket costs nothing.
+            while True:
+                channel, data = self._inbox.get()
+                if self._closed.is_set():
+                    return
                 if data is None:
                     # Redis went away and messages may be lost: the browser reconnects and
                     # the new socket starts from the current state.
@@ -181,14 +182,18 @@ class SocketSession:
         self._relay = threading.Thread(target=relay, name="socket-relay", daemon=True)
         self._relay.start()
 
-    def receive(self) -> str | None:
-        """The browser's next message, None after a quiet IDLE_TICK; raises ConnectionClosed."""
-        if self._ends_at is not None and time.monotonic() >= self._ends_at:
-            self.close_for(SocketCloseReason.SIGNED_OUT)
+    def receive(self) -> str:
+        """The browser's next message, waiting as long as it takes; raises ConnectionClosed.
+
+        Nothing wakes an idle socket: presence is refreshed for the whole process at once
+        (web/presence.py), and a session's end closes the socket by a timer.
+        """
         if self._closed.is_set():
             raise ConnectionClosed()
-        data = self.ws.receive(timeout=IDLE_TICK)
-        return data if isinstance(data, str) or data is None else data.decode("utf-8", "replace")
+        data = self.ws.receive()
+        if data is None:
+            raise ConnectionClosed()
+        return data if isinstance(data, str) else data.decode("utf-8", "replace")
 
     def decode(self, raw: str, *allowed: type[Message]) -> Message | None:
         """The browser's message if well-formed, allowed here and within its type's rate;
@@ -217,12 +222,16 @@ class SocketSession:
 
     def close_socket(self) -> None:
         self._closed.set()
+        self._inbox.put(("", ""))  # wakes the relay, which sees the socket closed
         with contextlib.suppress(ConnectionClosed, OSError):
             self.ws.close()
 
     def close(self) -> None:
         """Stop relaying and stop listening; the socket no longer counts against its owner."""
         self._closed.set()
+        self._inbox.put(("", ""))
+        if self._ends is not None:
+            self._ends.cancel()
         if self._relay is not None:
             self._relay.join(timeout=2)
         for channel in self._channels:

@@ -3,9 +3,9 @@ socket and its calls are for that clinic's members only."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 
-import pytest
 import requests
 
 from tests.support.accounts import CLINICIAN, OTHER_CLINICIAN, REMOVABLE, SECOND_CLINICIAN
@@ -135,8 +135,14 @@ def test_a_waiting_patient_learns_nothing_about_other_patients(stack: Stack) -> 
     socket = Socket(stack, "/c/demo/space/ws", patient)
     try:
         enter(stack, {**PATIENT, "first_name": "Pizniy", "last_name": "Prybulets"})
-        with pytest.raises(AssertionError, match="no message"):
-            socket.receive(timeout=2)  # another patient's arrival is not announced here
+        heard = []
+        with contextlib.suppress(AssertionError):
+            while True:
+                heard.append(socket.receive(timeout=2))
+        # Told only that they wait; not who else does, nor how many (this clinic shows no
+        # place in the queue).
+        assert [m["type"] for m in heard] in ([], ["waiting-status"])
+        assert all(m.get("position", 0) == 0 for m in heard)
     finally:
         socket.close()
     for other in ("Secretna", "Inshakova", "Pizniy", "Prybulets"):

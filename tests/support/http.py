@@ -140,14 +140,15 @@ class Socket:
             messages.append(json.loads(raw))
 
     def closed_by_server(self, timeout: float = 5.0) -> bool:
-        """True when the server ends the socket (after refusing it) within the timeout."""
+        """True when the server ends the socket within the timeout (whatever it says first)."""
+        deadline = time.monotonic() + timeout
         try:
-            self.ws.recv(timeout=timeout)
+            while True:
+                self.ws.recv(timeout=max(0.01, deadline - time.monotonic()))
         except ConnectionClosed:
             return True
         except TimeoutError:
             return False
-        return False
 
     def close(self) -> None:
         self.ws.close()

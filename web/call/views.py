@@ -93,6 +93,7 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
     signed_in = sessions.current()
     Services.release_db()
     live.touch_call(call_id, participant)
+    present = 0
     try:
         claim_member_socket(session, user_id, signed_in)
         try:
@@ -109,13 +110,9 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
         session.send(WaitingArea(spaces=cards, now=time.time()))
         session.start_relay(forward)
         actions = StaffActions(services, session, clinic_id, slug, user_id, name)
+        present = services.presence.call(call_id, participant, gone=session.close_socket)
         while True:
             raw = session.receive()
-            if not live.touch_call(call_id, participant):
-                break
-            calls.touch(call_id, participant)
-            if raw is None:
-                continue
             message = session.decode(raw, *CALL_ACTIONS)
             if message is None:
                 continue
@@ -138,6 +135,7 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
         pass
     finally:
         session.close()
+        services.presence.leave(present)
         live.touch_call(call_id, participant)
         leave_node(session, live, call_id, participant)
         calls.leave(call_id, participant)

@@ -108,8 +108,6 @@ def waiting_area_socket(ws: object, slug: str) -> None:
         actions = StaffActions(services, session, clinic_id, slug, user_id, name)
         while True:
             raw = session.receive()
-            if raw is None:
-                continue
             message = session.decode(raw, *DASHBOARD_ACTIONS)
             if message is None:
                 continue

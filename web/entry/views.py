@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import force_locale, get_locale
 from flask_sock import ConnectionClosed
+from redis import RedisError
 from werkzeug.wrappers import Response
 
 from shared import keys
@@ -244,6 +246,9 @@ def space_socket(ws: object, slug: str) -> None:
     joined: dict[str, str] = {}
     clinic_of = {"id": space.clinic_id}
 
+    presence = services.presence
+    in_call: dict[str, int] = {}
+
     def join(call_id: str) -> None:
         """Take the patient's place in the call (six at most), then its signalling."""
         try:
@@ -254,12 +259,14 @@ def space_socket(ws: object, slug: str) -> None:
             refuse_entry(session, full)
             return
         joined["call"] = call_id
+        in_call[call_id] = presence.call(call_id, participant, lambda: None)
         join_call_channels(session, live, call_id, participant)
 
     def leave_call() -> None:
         """On hold, or moving to another clinic: the patient's media stops at once."""
         call_id = joined.pop("call", "")
         if call_id:
+            presence.leave(in_call.pop(call_id, 0))
             leave_node(session, live, call_id, participant)
             calls.leave(call_id, participant)
 
@@ -279,6 +286,7 @@ def space_socket(ws: object, slug: str) -> None:
             waiting.watch(message.clinic, space_id, session)
 
     owner = keys.space_owner(space_id)
+    present = 0
     try:
         session.claim(owner, services.settings.sockets_per_patient)
         session.subscribe(keys.space_events(space_id))
@@ -294,14 +302,9 @@ def space_socket(ws: object, slug: str) -> None:
         elif current is not None and current.status == ON_HOLD:
             session.send(Held(clinician=current.clinician_name))
         waiting.watch(clinic_of["id"], space_id, session)
+        present = presence.space(space_id, gone=session.close_socket)
         while True:
             raw = session.receive()
-            if not spaces.touch(space_id):
-                break
-            if "call" in joined:
-                calls.touch(joined["call"], participant)
-            if raw is None:
-                continue
             message = session.decode(raw, Offer, Leave)
             if message is None:
                 continue
@@ -326,7 +329,11 @@ def space_socket(ws: object, slug: str) -> None:
         pass
     finally:
         session.close()
-        waiting.forget(clinic_of["id"], space_id)
-        if not services.sockets.open_count(owner):
-            spaces.connected(space_id, False)
-        leave_call()
+        presence.leave(present)
+        # With Redis away the socket still closes cleanly: the space keeps its last sign of
+        # life, and housekeeping decides once Redis is back.
+        with contextlib.suppress(RedisError):
+            waiting.forget(clinic_of["id"], space_id)
+            if not services.sockets.open_count(owner):
+                spaces.connected(space_id, False)
+            leave_call()

@@ -135,23 +135,21 @@ def guest_socket(ws: object, token: str) -> None:
         session.close_socket()
         return
     session.claim(keys.guest_owner(guest.participant), services.settings.sockets_per_patient)
-    session.subscribe(keys.guest_link_events(guest.link_id))
+    revoked = keys.guest_link_events(guest.link_id)
+    session.subscribe(revoked)
     person = Person(guest.participant, guest.name, "guest")
-    call = RoomCall(services, session, guest.room_key, guest.clinic_id, person, guest.link_made_at)
+    call = RoomCall(
+        services, session, guest.room_key, guest.clinic_id, person, guest.link_made_at, revoked
+    )
     try:
         call.enter()
     except (RoomFull, RoomLocked) as refused:
         refuse_entry(session, refused)
         session.close()
         return
-    guest_cookie = request.cookies.get(GUEST_COOKIE, "")
     try:
-        # A revoked link deletes the session: the guest is let go at the next tick at the latest.
-        while call.present() and services.guests.get(guest_cookie) is not None:
-            raw = session.receive()
-            if raw is None:
-                continue
-            message = session.decode(raw, Offer, Lock, Leave)
+        while True:
+            message = session.decode(session.receive(), Offer, Lock, Leave)
             if isinstance(message, Offer):
                 call.offer(message)
             elif isinstance(message, Lock):

@@ -187,9 +187,7 @@ def room_list_socket(ws: object, slug: str) -> None:
         session.subscribe(keys.clinic_rooms(clinic_id))
         session.start_relay(forward)
         while True:
-            raw = session.receive()
-            if raw is not None:
-                session.decode(raw)  # nothing is allowed here: the browser hears why
+            session.decode(session.receive())  # nothing is allowed here: the browser hears why
     except ConnectionClosed:
         pass
     finally:
@@ -238,11 +236,8 @@ def room_socket(ws: object, slug: str, key: str) -> None:
         return
     _audit_socket(clinic_id, Action.ROOM_ENTERED, name, title, user_id)
     try:
-        while call.present():
-            raw = session.receive()
-            if raw is None:
-                continue
-            message = session.decode(raw, Offer, Lock, Leave)
+        while True:
+            message = session.decode(session.receive(), Offer, Lock, Leave)
             if message is None:
                 continue
             if not may_still_act(user_id, clinic_id, signed_in):
