@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.blocking import off_the_loop
 from shared.errors import CloseReason, MediaBusy
 from shared.live import LiveState
 from shared.models import Consultation
@@ -46,19 +47,24 @@ def end_consultation(ending: Ending, space_id: str, reason: CloseReason) -> bool
             # The browsers close their peer connections on `ended`; the node follows them.
             log.warning("a media node's inbox is full: a room close was not queued")
     clinician_id = int(space.clinician_id[1:]) if space.clinician_id.startswith("u") else None
-    with ending.sessions.begin() as session:
-        session.add(
-            Consultation(
-                clinic_id=space.clinic_id,
-                clinician_id=clinician_id,
-                entered_at=_utc(space.entered_at),
-                started_at=_utc(space.started_at) if space.started_at else None,
-                ended_at=dt.datetime.now(dt.UTC),
-                end_reason=reason.value,
-            )
-        )
+    record = Consultation(
+        clinic_id=space.clinic_id,
+        clinician_id=clinician_id,
+        entered_at=_utc(space.entered_at),
+        started_at=_utc(space.started_at) if space.started_at else None,
+        ended_at=dt.datetime.now(dt.UTC),
+        end_reason=reason.value,
+    )
+    # A database write (an fsync on SQLite) on a web worker's loop would stall every socket
+    # of the process meanwhile.
+    off_the_loop(_keep, ending.sessions, record)
     log.info("consultation ended in clinic %s: %s", space.clinic_id, reason.value)
     return True
+
+
+def _keep(sessions: sessionmaker[Session], record: Consultation) -> None:
+    with sessions.begin() as session:
+        session.add(record)
 
 
 def end_call(ending: Ending, call_id: str, reason: CloseReason) -> int:

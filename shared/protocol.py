@@ -311,6 +311,17 @@ class SpaceChanged(Message):
 
 @message
 @dataclass(frozen=True)
+class SpacePresence(Message):
+    """A patient's page connected again or lost its connection (since `disconnected_at`)."""
+
+    type: ClassVar[str] = "space-presence"
+    space: str
+    connected: bool
+    disconnected_at: float
+
+
+@message
+@dataclass(frozen=True)
 class SpaceLeft(Message):
     """A card left the waiting area: the consultation ended or the patient left."""
 

@@ -31,6 +31,7 @@ from shared.protocol import (
     Message,
     SpaceChanged,
     SpaceLeft,
+    SpacePresence,
     Transferred,
 )
 from shared.tokens import hash_token, new_token
@@ -229,15 +230,15 @@ redis.call('EXPIRE', KEYS[3], redis.call('TTL', KEYS[1]))
 return {'ok', s[1], s[3] or '', node}
 """
 
-# KEYS: space. ARGV: now, '1' connected / '0' not. Returns 1 when that changed, 0 when not,
-# -1 when the space is gone.
+# KEYS: space. ARGV: now, '1' connected / '0' not. Returns the clinic when that changed, 0
+# when not, -1 when the space is gone.
 _PRESENCE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 redis.call('HSET', KEYS[1], 'last_seen', ARGV[1])
 if redis.call('HGET', KEYS[1], 'connected') == ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'connected', ARGV[2])
 if ARGV[2] == '0' then redis.call('HSET', KEYS[1], 'disconnected_at', ARGV[1]) end
-return 1
+return tonumber(redis.call('HGET', KEYS[1], 'clinic_id'))
 """
 
 # KEYS: a list that lives with its space, the space. ARGV: entry, most entries kept.
@@ -366,16 +367,22 @@ class Spaces:
 
     def connected(self, space_id: str, connected: bool) -> bool:
         """Record that the patient's page is (or is no longer) connected; False if the space
-        is gone. The dashboards hear of every change ("Reconnecting")."""
-        changed = self._presence(
-            keys=[keys.space(space_id)], args=[repr(time.time()), "1" if connected else "0"]
+        is gone. The dashboards hear of every change ("Reconnecting") in a message of a few
+        bytes, not the whole card: after a network blip every patient of a clinic reconnects at
+        once, and each change reaches every dashboard."""
+        now = time.time()
+        clinic_id = self._presence(
+            keys=[keys.space(space_id)], args=[repr(now), "1" if connected else "0"]
         )
-        if changed == -1:
+        if clinic_id == -1:
             return False
-        if changed == 1:
-            space = self.get(space_id)
-            if space is not None:
-                self.announce(space, "updated")
+        if clinic_id:
+            self.publish(
+                keys.clinic_events(int(clinic_id)),
+                SpacePresence(
+                    space=space_id, connected=connected, disconnected_at=0.0 if connected else now
+                ),
+            )
         return True
 
     def touch(self, space_id: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import subprocess
 import sys
@@ -27,7 +28,12 @@ class _Gunicorn(BaseApplication):
         # Imported here, in the worker, after gevent has patched the standard library.
         from web import create_app
 
-        return create_app(self.settings)
+        app = create_app(self.settings)
+        # What is loaded by now (the app, its libraries: ~140,000 objects) lives as long as the
+        # process. Out of the collector's sight, a full collection scans only what sockets and
+        # requests made since; with them it took ~0.1 s more, with the whole loop stopped.
+        gc.freeze()
+        return app
 
 
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:

@@ -75,7 +75,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         # A form's token lasts as long as a sign-in can.
         WTF_CSRF_TIME_LIMIT=settings.session_hours * 3600,
         MAX_CONTENT_LENGTH=256 * 1024,
-        SOCK_SERVER_OPTIONS={"ping_interval": 25, "max_message_size": 192 * 1024},
+        # A keep-alive ping within the 60 s that proxies (nginx's default) allow an idle
+        # connection; more often, ten thousand waiting sockets' pings cost a core's tenth.
+        SOCK_SERVER_OPTIONS={"ping_interval": 50, "max_message_size": 192 * 1024},
     )
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -111,6 +113,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(blueprint)
     errors.init_app(app)
     clinic.init_app(app)
+
+    @app.before_request
+    def _no_socket_compression() -> None:
+        # Per-message deflate keeps a zlib compressor and decompressor per socket (~300 KiB
+        # once used) and spends CPU on every message, to shrink JSON of a few hundred bytes:
+        # with the client's offer gone from the handshake, simple-websocket accepts none.
+        request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
     @app.after_request
     def _security_headers(response: Response) -> Response:

@@ -41,6 +41,8 @@ class WaitingPatients:
         self._told: dict[str, tuple[int, int]] = {}
         self._pending: set[int] = set()
         self._known: dict[int, tuple[float, bool, bool, float]] = {}
+        #: Clinics whose patients were shown a figure (to take it back if that stops).
+        self._shown: set[int] = set()
 
     def watch(self, clinic_id: int, space_id: str, session: SocketSession) -> None:
         """Keep this patient's figures current from now on, and tell them now."""
@@ -50,7 +52,13 @@ class WaitingPatients:
             self._told.pop(space_id, None)
         if first:
             self._hub.subscribe(keys.clinic_events(clinic_id), self._changed)
-        self._work_out(clinic_id)
+        show_place, show_estimate, _typical = self._settings(clinic_id)
+        if show_place or show_estimate:
+            self._changed(keys.clinic_events(clinic_id), None)  # worked out with the others
+        elif self._spaces.status(space_id) == WAITING:
+            # Nothing to keep current: told once that they are waiting, nothing else read.
+            self._told[space_id] = (0, 0)
+            session.send(WaitingStatus(position=0, minutes=0))
 
     def forget(self, clinic_id: int, space_id: str) -> None:
         with self._lock:
@@ -66,9 +74,12 @@ class WaitingPatients:
             self._hub.unsubscribe(keys.clinic_events(clinic_id), self._changed)
 
     def _changed(self, channel: str, data: str | None) -> None:
+        """Something changed in a waiting area: work its patients out a moment later."""
         clinic_id = int(channel.split(":")[2])
         if data is not None and SettingsChanged.type in data:
             self._known.pop(clinic_id, None)
+        elif data is not None and not self._showing(clinic_id):
+            return  # a clinic that shows neither figure: changes cost nothing
         with self._lock:
             if clinic_id in self._pending:
                 return
@@ -81,6 +92,11 @@ class WaitingPatients:
         with self._lock:
             self._pending.discard(clinic_id)
         self._work_out(clinic_id)
+
+    def _showing(self, clinic_id: int) -> bool:
+        """Whether the clinic shows patients a figure (or may: its settings are not known)."""
+        known = self._known.get(clinic_id)
+        return known is None or known[1] or known[2] or clinic_id in self._shown
 
     def _settings(self, clinic_id: int) -> tuple[bool, bool, float]:
         """(show place, show estimate, typical minutes), reused for a few seconds."""
@@ -101,13 +117,15 @@ class WaitingPatients:
             return
         show_place, show_estimate, typical = self._settings(clinic_id)
         if not (show_place or show_estimate):
-            # Nothing to keep current: a patient who just came (or moved here) is told once
-            # that they are waiting, without reading the whole queue.
-            for space_id, session in local.items():
-                if space_id not in self._told and self._spaces.status(space_id) == WAITING:
-                    self._told[space_id] = (0, 0)
-                    session.send(WaitingStatus(position=0, minutes=0))
+            # Figures shown before the settings changed are taken back, once.
+            if clinic_id in self._shown:
+                self._shown.discard(clinic_id)
+                for space_id, session in local.items():
+                    if self._told.get(space_id, (0, 0)) != (0, 0):
+                        self._told[space_id] = (0, 0)
+                        session.send(WaitingStatus(position=0, minutes=0))
             return
+        self._shown.add(clinic_id)
         spaces = self._spaces.waiting_area(clinic_id)
         clinicians = len({s.clinician_id for s in spaces if s.status == IN_CALL})
         waiting = [s.id for s in spaces if s.status == WAITING]

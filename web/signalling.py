@@ -90,6 +90,9 @@ class SocketSession:
         self._send_lock = threading.Lock()
         self._closed = threading.Event()
         self._relay: threading.Thread | None = None
+        self._relay_lock = threading.Lock()
+        self._relaying = False
+        self._handler: ChannelHandler | None = None
         self._rates: dict[str, TokenBucket] = {}
         self._owner = ""
         self._control = ""
@@ -155,32 +158,51 @@ class SocketSession:
 
     def _deliver(self, channel: str, data: str | None) -> None:
         self._inbox.put((channel, data))
+        self._kick()
 
     def start_relay(self, handler: ChannelHandler) -> None:
-        def relay() -> None:
-            # Blocks until a message comes (or the socket closes): an idle socket costs nothing.
-            while True:
-                channel, data = self._inbox.get()
-                if self._closed.is_set():
-                    return
-                if data is None:
-                    # Redis went away and messages may be lost: the browser reconnects and
-                    # the new socket starts from the current state.
-                    log.warning("closing a socket after losing Redis")
-                    self.close_socket()
-                    return
-                if channel == self._control:
-                    self._obey(data)
-                    continue
-                try:
-                    handler(self, channel, data)
-                except RedisError as exc:
-                    log.warning("relay to a socket ended: %s", exc)
-                    self.close_socket()
-                    return
+        """Hand the channels' messages to `handler` from now on (those queued first, first)."""
+        self._handler = handler
+        self._kick()
 
-        self._relay = threading.Thread(target=relay, name="socket-relay", daemon=True)
-        self._relay.start()
+    def _kick(self) -> None:
+        """Start a relay for what is queued, unless one runs: an idle socket holds none (a
+        waiting greenlet costs about 50 KiB), and one relay at a time keeps the order."""
+        with self._relay_lock:
+            if self._handler is None or self._relaying or self._inbox.empty():
+                return
+            self._relaying = True
+            self._relay = threading.Thread(target=self._drain, name="socket-relay", daemon=True)
+            self._relay.start()
+
+    def _drain(self) -> None:
+        handler = self._handler
+        assert handler is not None
+        while True:
+            try:
+                channel, data = self._inbox.get_nowait()
+            except queue.Empty:
+                with self._relay_lock:
+                    if self._inbox.empty():
+                        self._relaying = False
+                        return
+                continue
+            if self._closed.is_set():
+                continue  # drained and dropped: nobody is listening any more
+            if data is None:
+                # Redis went away and messages may be lost: the browser reconnects and the
+                # new socket starts from the current state.
+                log.warning("closing a socket after losing Redis")
+                self.close_socket()
+                continue
+            if channel == self._control:
+                self._obey(data)
+                continue
+            try:
+                handler(self, channel, data)
+            except RedisError as exc:
+                log.warning("relay to a socket ended: %s", exc)
+                self.close_socket()
 
     def receive(self) -> str:
         """The browser's next message, waiting as long as it takes; raises ConnectionClosed.
@@ -222,18 +244,17 @@ class SocketSession:
 
     def close_socket(self) -> None:
         self._closed.set()
-        self._inbox.put(("", ""))  # wakes the relay, which sees the socket closed
         with contextlib.suppress(ConnectionClosed, OSError):
             self.ws.close()
 
     def close(self) -> None:
         """Stop relaying and stop listening; the socket no longer counts against its owner."""
         self._closed.set()
-        self._inbox.put(("", ""))
         if self._ends is not None:
             self._ends.cancel()
-        if self._relay is not None:
-            self._relay.join(timeout=2)
+        relay = self._relay
+        if relay is not None and relay is not threading.current_thread():
+            relay.join(timeout=2)
         for channel in self._channels:
             self._hub.unsubscribe(channel, self._deliver)
         self._channels.clear()

@@ -39,7 +39,8 @@ const VC = (() => {
       ws.onclose = () => {
         if (state.closed) return;
         onState("lost", state.generation);
-        setTimeout(connect, state.retry);
+        // Jittered: after a network blip every page of a clinic reconnects, not all at once.
+        setTimeout(connect, state.retry * (0.5 + Math.random()));
         state.retry = Math.min(state.retry * 2, 8000);
       };
     }

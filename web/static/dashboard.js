@@ -258,6 +258,11 @@
           render(message.space);
           if (message.event === "arrived") alertArrival(message.space);
           break;
+        case "space-presence": {
+          const entry = cards.get(message.space);
+          if (entry) render({ ...entry.space, connected: message.connected, disconnected_at: message.disconnected_at });
+          break;
+        }
         case "space-left": {
           const entry = cards.get(message.space);
           if (entry) announce.textContent = fill(strings.left, { name: entry.space.name });
@@ -279,7 +284,7 @@
     socket.onclose = () => {
       if (stopped) return;
       alertBox.textContent = strings.lostConnection;
-      setTimeout(connect, 1000);
+      setTimeout(connect, 500 + Math.random() * 1000);
     };
     socket.onopen = () => { if (alertBox.textContent === strings.lostConnection) alertBox.textContent = ""; };
   }
