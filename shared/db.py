@@ -11,9 +11,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+#: How operators and hosting providers write a PostgreSQL URL without naming a driver.
+_BARE_POSTGRES = ("postgresql://", "postgres://")
+
+
+def engine_url(database_url: str) -> str:
+    """The URL as SQLAlchemy must see it: a bare `postgresql://` (or `postgres://`) URL names
+    psycopg 3, the driver vidclinic installs (the `postgres` extra); SQLAlchemy would otherwise
+    pick psycopg2, or reject `postgres://` outright."""
+    for scheme in _BARE_POSTGRES:
+        if database_url.startswith(scheme):
+            return "postgresql+psycopg://" + database_url.removeprefix(scheme)
+    return database_url
+
 
 def make_engine(database_url: str) -> Engine:
     """An engine for the URL; SQLite gets foreign keys on and its folder created."""
+    database_url = engine_url(database_url)
     if database_url.startswith("sqlite:///"):
         path = Path(database_url.removeprefix("sqlite:///"))
         if str(path) != ":memory:":
@@ -35,7 +49,7 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 def alembic_config(database_url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", engine_url(database_url).replace("%", "%%"))
     return config
 
 
