@@ -26,7 +26,8 @@ def engine_url(database_url: str) -> str:
 
 
 def make_engine(database_url: str) -> Engine:
-    """An engine for the URL; SQLite gets foreign keys on and its folder created."""
+    """An engine for the URL; SQLite gets foreign keys on and its folder created, PostgreSQL
+    sessions the UTC time zone."""
     database_url = engine_url(database_url)
     if database_url.startswith("sqlite:///"):
         path = Path(database_url.removeprefix("sqlite:///"))
@@ -39,6 +40,12 @@ def make_engine(database_url: str) -> Engine:
             dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
         return engine
+    if database_url.startswith("postgresql"):
+        # Times come back in UTC, as SQLite's do, whatever time zone the server keeps: pages and
+        # messages print them as UTC.
+        return create_engine(
+            database_url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"}
+        )
     return create_engine(database_url, pool_pre_ping=True)
 
 

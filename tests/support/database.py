@@ -19,6 +19,8 @@ from shared.db import engine_url, make_engine, make_sessionmaker
 #: A PostgreSQL database on the server to test against (`postgresql+psycopg://root@…/test`):
 #: used only to connect and create the run's own databases beside it, never written to.
 SERVER_VARIABLE = "VIDCLINIC_TEST_DATABASE_URL"
+#: The default time zone of every test database on PostgreSQL (UTC+05:45 all year).
+TIME_ZONE = "Asia/Kathmandu"
 
 
 def postgres_server() -> str:
@@ -42,6 +44,9 @@ def fresh_database(folder: Path) -> Iterator[str]:
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
+            # A production server may well keep local time (Debian's initdb takes the host's
+            # zone): one far from UTC, at an odd offset, shows any time read back unconverted.
+            connection.execute(text(f"ALTER DATABASE \"{name}\" SET timezone TO '{TIME_ZONE}'"))
         try:
             yield server_url.set(database=name).render_as_string(hide_password=False)
         finally:
