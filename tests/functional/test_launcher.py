@@ -242,6 +242,9 @@ def test_setup_commands_create_a_clinic_and_its_admin(database_url: str) -> None
     assert taken.returncode != 0 and "already exists" in taken.stderr
     bad_slug = run("create-clinic", "--slug", "North Clinic!", "--name", "X")
     assert bad_slug.returncode != 0 and len(bad_slug.stderr.strip().splitlines()) == 1
+    long_name = run("create-clinic", "--slug", "south", "--name", "S" * 201)
+    assert long_name.returncode != 0 and "at most 200" in long_name.stderr
+    assert len(long_name.stderr.strip().splitlines()) == 1
     created = run(
         "create-user", "--email", "Admin@North.example", "--password", "long-enough-pw",
         "--name", "Admin", "--clinic", "north", "--role", "admin",
@@ -249,3 +252,9 @@ def test_setup_commands_create_a_clinic_and_its_admin(database_url: str) -> None
     assert created.returncode == 0, created.stderr
     short = run("create-user", "--email", "b@north.example", "--password", "short", "--name", "B")
     assert short.returncode != 0 and "at least" in short.stderr
+    long_name = run(
+        "create-user", "--email", "c@north.example", "--password", "long-enough-pw",
+        "--name", "C" * 201,
+    )  # fmt: skip
+    assert long_name.returncode != 0 and "at most 200" in long_name.stderr
+    assert len(long_name.stderr.strip().splitlines()) == 1
