@@ -21,6 +21,8 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("vidclinic-dummy-password")
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 MIN_PASSWORD = 10
+#: The longest clinic or member name the columns hold (PostgreSQL refuses a longer one).
+MAX_NAME = 200
 
 
 class AccountError(VidclinicError):
@@ -33,6 +35,16 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+def _checked_name(name: str) -> str:
+    """The name without surrounding space; raises AccountError when empty or too long."""
+    name = name.strip()
+    if not name:
+        raise AccountError("name must not be empty")
+    if len(name) > MAX_NAME:
+        raise AccountError(f"name must be at most {MAX_NAME} characters")
+    return name
+
+
 def hash_password(password: str) -> str:
     """The argon2 hash of a new password; raises AccountError when it is too short."""
     if len(password) < MIN_PASSWORD:
@@ -41,14 +53,13 @@ def hash_password(password: str) -> str:
 
 
 def create_clinic(session: Session, slug: str, name: str) -> Clinic:
-    """Create a clinic; raises AccountError for a malformed or taken slug."""
+    """Create a clinic; raises AccountError for a malformed or taken slug, or a bad name."""
     if not SLUG.match(slug):
         raise AccountError("slug must be lowercase letters, digits and dashes (at most 64)")
-    if not name.strip():
-        raise AccountError("name must not be empty")
+    name = _checked_name(name)
     if session.scalar(select(Clinic).where(Clinic.slug == slug)):
         raise AccountError(f"a clinic with slug {slug!r} already exists")
-    clinic = Clinic(slug=slug, name=name.strip())
+    clinic = Clinic(slug=slug, name=name)
     session.add(clinic)
     session.flush()
     return clinic
@@ -66,8 +77,7 @@ def create_user(
     email = normalise_email(email)
     if "@" not in email or len(email) > 254:
         raise AccountError("email must be a valid email address")
-    if not name.strip():
-        raise AccountError("name must not be empty")
+    name = _checked_name(name)
     if session.scalar(select(User).where(User.email == email)):
         raise AccountError(f"a user with email {email} already exists")
     clinic = None
@@ -75,7 +85,7 @@ def create_user(
         clinic = session.scalar(select(Clinic).where(Clinic.slug == clinic_slug))
         if clinic is None:
             raise AccountError(f"no clinic with slug {clinic_slug!r}")
-    user = User(email=email, display_name=name.strip(), password_hash=hash_password(password))
+    user = User(email=email, display_name=name, password_hash=hash_password(password))
     session.add(user)
     session.flush()
     if clinic is not None:

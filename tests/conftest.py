@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import make_url
 
+from tests.support.database import fresh_database, postgres_server
 from tests.support.stack import Stack, running_stack
 
 CHROMIUM = os.environ.get("VIDCLINIC_CHROMIUM", "/usr/bin/chromium")
@@ -27,11 +29,28 @@ CHROMIUM_ARGS = [
 ]
 
 
+def pytest_report_header() -> str:
+    """Which engine this pass tests: the SQLite and PostgreSQL passes look alike otherwise."""
+    server = postgres_server()
+    if not server:
+        return "database: SQLite, a fresh file per run"
+    shown = make_url(server).render_as_string(hide_password=True)
+    return f"database: PostgreSQL, a fresh database per run on the server of {shown}"
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The whole system, shared by the functional tests of one session."""
     with running_stack(tmp_path_factory.mktemp("stack")) as system:
         yield system
+
+
+@pytest.fixture
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, empty database of this pass's kind, for a test that starts processes of its own
+    on a database it names."""
+    with fresh_database(tmp_path_factory.mktemp("database")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,13 @@ socket and its calls are for that clinic's members only."""
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 
 import requests
+from sqlalchemy import delete, select
 
+from shared.models import Membership, User
 from tests.support.accounts import CLINICIAN, OTHER_CLINICIAN, REMOVABLE, SECOND_CLINICIAN
+from tests.support.database import session_for
 from tests.support.http import Socket, enter, join_from_dashboard, signed_in
 from tests.support.stack import Stack, another_web
 
@@ -182,13 +184,9 @@ def test_a_clinician_removed_from_the_clinic_cannot_act_on_an_open_socket(stack:
     try:
         cards = dashboard.receive_type("waiting-area")["spaces"]
         space = next(c["id"] for c in cards if c["name"] == "Petro Protected")
-        database = sqlite3.connect(stack.database_url.removeprefix("sqlite:///"))
-        database.execute(
-            "delete from memberships where user_id = (select id from users where email = ?)",
-            (REMOVABLE.email,),
-        )
-        database.commit()
-        database.close()
+        with session_for(stack.database_url) as session, session.begin():
+            user_id = select(User.id).where(User.email == REMOVABLE.email).scalar_subquery()
+            session.execute(delete(Membership).where(Membership.user_id == user_id))
         dashboard.send({"type": "join", "space": space})
         assert dashboard.receive_type("error")["code"] == "forbidden"
         assert dashboard.closed_by_server()

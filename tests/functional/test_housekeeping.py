@@ -3,10 +3,13 @@ still connected is kept."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
+from sqlalchemy import select
+
+from shared.models import Consultation
 from tests.support.accounts import CLINICIAN
+from tests.support.database import session_for
 from tests.support.http import Socket, enter, signed_in
 from tests.support.stack import Stack
 
@@ -47,11 +50,8 @@ def test_a_patient_who_vanished_is_removed_after_the_grace_period(stack: Stack) 
 
 
 def _end_reasons(stack: Stack) -> list[str]:
-    database = sqlite3.connect(stack.database_url.removeprefix("sqlite:///"))
-    try:
-        return [r for (r,) in database.execute("select end_reason from consultations")]
-    finally:
-        database.close()
+    with session_for(stack.database_url) as session:
+        return list(session.scalars(select(Consultation.end_reason)))
 
 
 def test_a_connected_patient_is_kept_past_the_grace_period(stack: Stack) -> None:

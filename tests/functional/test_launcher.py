@@ -15,8 +15,11 @@ import pytest
 import redis
 import requests
 from playwright.sync_api import expect
+from sqlalchemy import select
 
+from shared.models import Clinic
 from shared.redis_server import free_port
+from tests.support.database import session_for
 from tests.support.pages import new_context, wait_for_video_playing
 from tests.support.stack import Stack, wait_until
 
@@ -129,18 +132,21 @@ def test_dev_starts_from_nothing_and_holds_a_consultation_then_stops_cleanly(
         requests.get(f"http://127.0.0.1:{port}/c/demo", timeout=2)
 
 
-def test_dev_uses_the_redis_and_database_it_is_given(tmp_path: Path, stack: Stack) -> None:
+def test_dev_uses_the_redis_and_database_it_is_given(
+    tmp_path: Path, stack: Stack, database_url: str
+) -> None:
     """With REDIS_URL and DATABASE_URL set, no embedded Redis starts and nothing goes to ./var's
     database; the processes register and serve from the given ones."""
     redis_url = stack.redis_server.url.rsplit("/", 1)[0] + "/5"
-    database = tmp_path / "given.sqlite3"
-    env = {"REDIS_URL": redis_url, "DATABASE_URL": f"sqlite:///{database}"}
+    env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url}
     port = free_port()
     process, lines = _start_dev(tmp_path, port, env)
     children = _children(process.pid)
     try:
         assert "embedded Redis" not in "".join(lines)
-        assert database.exists() and not (tmp_path / "var" / "vidclinic.sqlite3").exists()
+        assert not (tmp_path / "var" / "vidclinic.sqlite3").exists()
+        with session_for(database_url) as session:
+            assert session.scalar(select(Clinic.name).where(Clinic.slug == "demo"))
         client = redis.Redis.from_url(redis_url, decode_responses=True)
         # The dev media node registers there.
         wait_until(lambda: client.zrange("vc:media:nodes", 0, -1), 30, "media node in REDIS_URL")
@@ -222,8 +228,8 @@ def test_wrong_arguments_give_one_line_and_a_nonzero_exit(command: list[str]) ->
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-def test_setup_commands_create_a_clinic_and_its_admin(tmp_path: Path) -> None:
-    env = {**_clean_env(), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+def test_setup_commands_create_a_clinic_and_its_admin(database_url: str) -> None:
+    env = {**_clean_env(), "DATABASE_URL": database_url}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -236,6 +242,9 @@ def test_setup_commands_create_a_clinic_and_its_admin(tmp_path: Path) -> None:
     assert taken.returncode != 0 and "already exists" in taken.stderr
     bad_slug = run("create-clinic", "--slug", "North Clinic!", "--name", "X")
     assert bad_slug.returncode != 0 and len(bad_slug.stderr.strip().splitlines()) == 1
+    long_name = run("create-clinic", "--slug", "south", "--name", "S" * 201)
+    assert long_name.returncode != 0 and "at most 200" in long_name.stderr
+    assert len(long_name.stderr.strip().splitlines()) == 1
     created = run(
         "create-user", "--email", "Admin@North.example", "--password", "long-enough-pw",
         "--name", "Admin", "--clinic", "north", "--role", "admin",
@@ -243,3 +252,9 @@ def test_setup_commands_create_a_clinic_and_its_admin(tmp_path: Path) -> None:
     assert created.returncode == 0, created.stderr
     short = run("create-user", "--email", "b@north.example", "--password", "short", "--name", "B")
     assert short.returncode != 0 and "at least" in short.stderr
+    long_name = run(
+        "create-user", "--email", "c@north.example", "--password", "long-enough-pw",
+        "--name", "C" * 201,
+    )  # fmt: skip
+    assert long_name.returncode != 0 and "at most 200" in long_name.stderr
+    assert len(long_name.stderr.strip().splitlines()) == 1

@@ -245,7 +245,12 @@ def test_an_offer_flood_from_one_participant_is_throttled_by_the_node(stack: Sta
             async with Listener(client, call, "flooder") as listener:
                 for _ in range(30):
                     await _offer(client, NODE, call, "flooder", CHROMIUM)
-                await _until(lambda: len(listener.received) >= 30, timeout=30)
+                # Every offer gets one reply, an answer or an error; each answer is followed by
+                # a slot map, which is no reply (counting it could stop the wait too early).
+                await _until(
+                    lambda: sum(k in ("answer", "error") for k, _ in listener.received) >= 30,
+                    timeout=30,
+                )
                 answers = sum(1 for kind, _ in listener.received if kind == "answer")
                 limited = listener.received.count(("error", "rate-limited"))
                 assert OFFER_BURST <= answers <= OFFER_BURST + 2  # + what refilled meanwhile

@@ -4,6 +4,7 @@ mid-send loses nothing and sends once."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -83,6 +84,10 @@ def test_a_guest_link_is_sent_by_email_and_by_sms(stack: Stack) -> None:
         assert response.status_code == 202, response.text
     (mail,) = stack.mail.wait_for("guest@example.org")
     assert _link_in(mail.get_content()) == made["url"]
+    # The end of the link's life in UTC, as the message says, whatever the database server's
+    # time zone.
+    expires = dt.datetime.fromisoformat(made["link"]["expires_at"]).astimezone(dt.UTC)
+    assert f"works until {expires:%Y-%m-%d %H:%M} UTC" in mail.get_content()
     sms_file = stack.root / "outbox" / "sms.jsonl"
     _until(lambda: sms_file.exists() and "+380501234567" in sms_file.read_text())
     (line,) = [json.loads(x) for x in sms_file.read_text().splitlines() if "+380501234567" in x]
@@ -119,8 +124,6 @@ def _send_directly(stack: Stack, delivery_id: int, to: str) -> None:
 
 
 def _new_delivery(stack: Stack, to: str) -> int:
-    import datetime as dt
-
     moment = dt.datetime.now(dt.UTC)
     with session_for(stack.database_url) as session:
         delivery = Delivery(

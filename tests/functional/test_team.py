@@ -194,9 +194,15 @@ def test_the_audit_log_records_who_did_what_and_filters_by_date(stack: Stack) ->
         f"{stack.url}/clinics/demo/audit", params={"since": today.isoformat()}, timeout=10
     ).text
     for action in ("Created a meeting room", "Created a guest link", "Entered a room"):
-        assert re.search(rf"<td>{ADMIN.name}</td>\s*<td>{action}</td>\s*<td>Audited</td>", log), (
-            action
+        row = re.search(
+            rf"<time [^>]*>([^<]+)</time></td>\s*<td>{ADMIN.name}</td>\s*<td>{action}</td>\s*"
+            r"<td>Audited</td>",
+            log,
         )
+        assert row, action
+        # Shown in UTC, as the column says, whatever time zone the database server keeps.
+        shown = dt.datetime.strptime(row.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
+        assert abs(dt.datetime.now(dt.UTC) - shown) < dt.timedelta(minutes=2), row.group(1)
     yesterday = (today - dt.timedelta(days=1)).isoformat()
     old = admin.get(f"{stack.url}/clinics/demo/audit", params={"until": yesterday}, timeout=10).text
     assert "Audited" not in old

@@ -18,6 +18,7 @@ import requests
 
 from shared.redis_server import EmbeddedRedis, free_port
 from tests.support.accounts import seed
+from tests.support.database import fresh_database
 from tests.support.mail import MailSink
 
 SECRET = "test-secret-key-0123456789"
@@ -135,29 +136,30 @@ class Stack:
 def running_stack(
     root: Path, beat: bool = True, overrides: dict[str, str] | None = None
 ) -> Iterator[Stack]:
-    """A fresh Redis and database with the test accounts, and every process started."""
-    redis_server = EmbeddedRedis(root / "redis", persist=True).start()
-    database_url = f"sqlite:///{root / 'vidclinic.sqlite3'}"
-    seed(database_url)
-    mail = MailSink().start()
-    system = Stack(
-        root=root,
-        redis_server=redis_server,
-        database_url=database_url,
-        mail=mail,
-        overrides=overrides or {},
-    )
-    try:
-        system.start_web()
-        system.start_media()
-        system.start_worker()
-        if beat:
-            system.start_beat()
-        yield system
-    finally:
-        system.stop_all()
-        redis_server.stop()
-        mail.stop()
+    """A fresh Redis and database (of the pass's kind) with the test accounts, and every process
+    started."""
+    with fresh_database(root) as database_url:
+        seed(database_url)
+        redis_server = EmbeddedRedis(root / "redis", persist=True).start()
+        mail = MailSink().start()
+        system = Stack(
+            root=root,
+            redis_server=redis_server,
+            database_url=database_url,
+            mail=mail,
+            overrides=overrides or {},
+        )
+        try:
+            system.start_web()
+            system.start_media()
+            system.start_worker()
+            if beat:
+                system.start_beat()
+            yield system
+        finally:
+            system.stop_all()
+            redis_server.stop()
+            mail.stop()
 
 
 @contextmanager
@@ -172,6 +174,17 @@ def another_web(stack: Stack, name: str, overrides: dict[str, str]) -> Iterator[
         yield other
     finally:
         stack.processes.pop(name).stop()
+
+
+@contextmanager
+def housekeeping_paused(stack: Stack) -> Iterator[None]:
+    """Beat stopped meanwhile (and started again after): no sweep ends a patient's space while
+    a flood of sockets keeps its first one waiting past the stack's eight-second grace."""
+    stack.processes.pop("beat").stop()
+    try:
+        yield
+    finally:
+        stack.start_beat()
 
 
 def answers(url: str) -> bool:

@@ -100,7 +100,12 @@ def home() -> str | Response:
     """The clinics the team member belongs to; straight to the waiting area when just one."""
     clinics = (
         Services.db()
-        .scalars(select(Clinic).join(Membership).where(Membership.user_id == current_user.id))
+        .scalars(
+            select(Clinic)
+            .join(Membership)
+            .where(Membership.user_id == current_user.id)
+            .order_by(Clinic.name, Clinic.id)
+        )
         .all()
     )
     if len(clinics) == 1:
