@@ -10,7 +10,8 @@ continuously (10 a second each way) and messages to waiting patients, for a minu
 - memory per open socket (the web processes' RSS before and after);
 - Redis: CPU and commands per second while everyone waits;
 - how the sockets spread over the two web processes;
-- errors, including when every patient's socket drops at once and comes back.
+- errors, including when every patient's socket drops at once and comes back (reconnecting as
+  the page does: jittered, backing off; refused attempts are counted apart).
 
 Run: .venv/bin/python -m tests.bench.waiting_area [--patients 10000] [--seconds 60]
 Prints figures against the targets; never fails on the machine's speed.
@@ -152,20 +153,32 @@ class Bench:
         self.messages_sent: dict[str, float] = {}
         self.message_latency: list[float] = []
         self.errors: list[str] = []
+        self.refused: list[str] = []
         self.origin = stack.url
         self.staff_cookie = cookie_header(signed_in(stack, CLINICIAN.email, CLINICIAN.password))
 
-    async def patient_socket(self, space_id: str) -> None:
-        try:
-            socket = await connect(
-                f"{self.stack.ws_url}/c/demo/space/ws",
-                additional_headers={"Cookie": f"vc_space={self.tokens[space_id]}"},
-                origin=self.origin,  # type: ignore[arg-type]
-                open_timeout=60,
-            )
-        except Exception as error:
-            self.errors.append(f"patient connect: {error!r}")
-            return
+    async def patient_socket(self, space_id: str, first_delay: float = 0.0) -> None:
+        """Connect as the patient's page does (call.js): after a drop, again after a jittered
+        0.25 to 0.75 s, then backing off to 8 s. A refused attempt is counted; a patient not back
+        within a minute is an error."""
+        retry, deadline = 0.5, time.monotonic() + 60
+        await asyncio.sleep(first_delay)
+        while True:
+            try:
+                socket = await connect(
+                    f"{self.stack.ws_url}/c/demo/space/ws",
+                    additional_headers={"Cookie": f"vc_space={self.tokens[space_id]}"},
+                    origin=self.origin,  # type: ignore[arg-type]
+                    open_timeout=30,
+                )
+                break
+            except Exception as error:
+                self.refused.append(repr(error))
+                if time.monotonic() > deadline:
+                    self.errors.append(f"patient not back: {error!r}")
+                    return
+                await asyncio.sleep(retry * (0.5 + random.random()))
+                retry = min(retry * 2, 8)
         self.sockets[space_id] = socket
         asyncio.get_running_loop().create_task(self.listen_patient(space_id, socket))
 
@@ -270,7 +283,7 @@ class Bench:
         ids = list(self.sockets)
         await asyncio.gather(*(self.sockets.pop(i).close() for i in ids), return_exceptions=True)
         started = time.monotonic()
-        await asyncio.gather(*(self.patient_socket(i) for i in ids))
+        await asyncio.gather(*(self.patient_socket(i, 0.5 * (0.5 + random.random())) for i in ids))
         return len([i for i in ids if i in self.sockets]), time.monotonic() - started
 
 
@@ -361,6 +374,9 @@ async def run(stack: Stack, options: argparse.Namespace) -> dict[str, Any]:
     )
     back, seconds = await bench.drop_and_return()
     figures["all sockets dropped and back"] = f"{back} in {seconds:.1f} s"
+    figures["connection attempts refused (and retried)"] = len(bench.refused)
+    if bench.refused:
+        figures["first refusals"] = sorted(set(bench.refused))[:3]
     figures["errors"] = len(bench.errors)
     if bench.errors:
         figures["first errors"] = bench.errors[:5]
