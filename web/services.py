@@ -26,7 +26,10 @@ from web.hub import ChannelHub
 from web.presence import Presence
 
 if TYPE_CHECKING:
+    from simple_websocket import Server
+
     from web.queue import WaitingPatients
+    from web.signalling import ControlChannels, SocketSession
 
 #: Seconds a request or socket waits for a free Redis connection of its pool before failing.
 REDIS_POOL_WAIT = 5.0
@@ -131,6 +134,19 @@ class Services:
             self.settings.redis_url, decode_responses=True, retry=Retry(NoBackoff(), 0)
         )
         return ChannelHub(client)
+
+    @cached_property
+    def socket_controls(self) -> ControlChannels:
+        """The control channels of the owners of this process's sockets."""
+        from web.signalling import ControlChannels
+
+        return ControlChannels(self.hub)
+
+    def socket_session(self, ws: Server) -> SocketSession:
+        """A browser socket of this process, relaying channels through its hub."""
+        from web.signalling import SocketSession
+
+        return SocketSession(ws, self.hub, self.sockets, self.socket_controls)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:

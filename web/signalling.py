@@ -71,6 +71,71 @@ class TokenBucket:
         return True
 
 
+class ControlChannels:
+    """The owners' control channels, each heard once per process and handed only to the sockets
+    a notice names.
+
+    If every socket listened to its owner's channel itself, each close notice would wake all of
+    the owner's sockets on the process: a flood of 1,500 sockets on one token, each replacing
+    the oldest, made 2.25 million wake-ups and left the flood open for minutes.
+    """
+
+    def __init__(self, hub: ChannelHub) -> None:
+        self._hub = hub
+        self._lock = threading.Lock()
+        self._owners: dict[str, _OwnerSockets] = {}
+
+    def add(self, owner: str, session: SocketSession) -> None:
+        """Hand the owner's close notices for `session` to it; returns once Redis confirmed."""
+        with self._lock:
+            listener = self._owners.get(owner)
+            if listener is None:
+                listener = self._owners[owner] = _OwnerSockets(self._lock)
+            listener.sessions[session.connection] = session
+        try:
+            self._hub.subscribe(keys.socket_control(owner), listener)
+        except RedisError:
+            self.remove(owner, session)
+            raise
+
+    def remove(self, owner: str, session: SocketSession) -> None:
+        """Stop handing notices to `session`; the owner's last socket here unsubscribes."""
+        with self._lock:
+            listener = self._owners.get(owner)
+            if listener is None or listener.sessions.pop(session.connection, None) is None:
+                return
+            if listener.sessions:
+                return
+            del self._owners[owner]
+        self._hub.unsubscribe(keys.socket_control(owner), listener)
+
+
+class _OwnerSockets:
+    """One owner's sockets on this process, as the listener of the owner's control channel."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self.sessions: dict[str, SocketSession] = {}
+
+    def __call__(self, channel: str, data: str | None) -> None:
+        """Runs on the hub's reader: decodes once, queues the notice for the sockets it names."""
+        named: list[str] = []
+        if data is not None:
+            try:
+                notice = decode(data, CloseSocket)
+            except ProtocolError:
+                return
+            assert isinstance(notice, CloseSocket)
+            named = notice.connections
+        with self._lock:
+            if named:
+                targets = [self.sessions[c] for c in named if c in self.sessions]
+            else:
+                targets = list(self.sessions.values())
+        for session in targets:
+            session.deliver(channel, data)
+
+
 class SocketSession:
     """One browser socket and the Redis channels relayed to it.
 
@@ -79,12 +144,15 @@ class SocketSession:
     channels from there. Close notices on the socket owner's control channel are obeyed here.
     """
 
-    def __init__(self, ws: Server, hub: ChannelHub, registry: SocketRegistry) -> None:
+    def __init__(
+        self, ws: Server, hub: ChannelHub, registry: SocketRegistry, controls: ControlChannels
+    ) -> None:
         self.ws = ws
         #: Tells this socket's peer connection on the media node apart from a later one's.
         self.connection = secrets.token_hex(8)
         self._hub = hub
         self._registry = registry
+        self._controls = controls
         self._inbox: queue.Queue[tuple[str, str | None]] = queue.Queue()
         self._channels: set[str] = set()
         self._send_lock = threading.Lock()
@@ -129,7 +197,7 @@ class SocketSession:
             )
             self._ends.daemon = True
             self._ends.start()
-        self.subscribe(self._control)
+        self._controls.add(owner, self)
         self._registry.opened(owner, self.connection, cap)
 
     def _obey(self, data: str) -> None:
@@ -153,10 +221,11 @@ class SocketSession:
     def subscribe(self, *channels: str) -> None:
         """Listen to more channels; returns once Redis has confirmed them."""
         for channel in channels:
-            self._hub.subscribe(channel, self._deliver)
+            self._hub.subscribe(channel, self.deliver)
             self._channels.add(channel)
 
-    def _deliver(self, channel: str, data: str | None) -> None:
+    def deliver(self, channel: str, data: str | None) -> None:
+        """Queue a channel's message for the relay (called on the hub's reader)."""
         self._inbox.put((channel, data))
         self._kick()
 
@@ -256,9 +325,10 @@ class SocketSession:
         if relay is not None and relay is not threading.current_thread():
             relay.join(timeout=2)
         for channel in self._channels:
-            self._hub.unsubscribe(channel, self._deliver)
+            self._hub.unsubscribe(channel, self.deliver)
         self._channels.clear()
         if self._owner:
+            self._controls.remove(self._owner, self)
             # With Redis away the socket stays counted until newer ones replace it; nothing
             # else depends on forgetting it now.
             with contextlib.suppress(RedisError):

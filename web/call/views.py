@@ -24,7 +24,6 @@ from web.clinic import member_clinic
 from web.room_call import refuse_entry
 from web.services import Services
 from web.signalling import (
-    SocketSession,
     forward,
     join_call_channels,
     leave_node,
@@ -81,7 +80,7 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
     """
     services = Services.current()
     live, calls = services.socket_live, services.socket_calls
-    session = SocketSession(ws, services.hub, services.sockets)
+    session = services.socket_session(ws)
     try:
         require_same_origin()
         clinic, _call = _own_call_or_error(slug, call_id)

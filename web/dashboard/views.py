@@ -24,7 +24,7 @@ from web.clinic import member_clinic
 from web.entry.form import entry_schema, make_prefill, questions_for
 from web.i18n import gettext as _
 from web.services import Services
-from web.signalling import SocketSession, forward, refuse, require_same_origin
+from web.signalling import forward, refuse, require_same_origin
 from web.staff_actions import StaffActions
 
 bp = Blueprint("dashboard", __name__)
@@ -83,7 +83,7 @@ def waiting_area_socket(ws: object, slug: str) -> None:
     The socket closes as soon as the member's access changes or their session ends.
     """
     services = Services.current()
-    session = SocketSession(ws, services.hub, services.sockets)
+    session = services.socket_session(ws)
     try:
         require_same_origin()
         clinic = member_clinic(slug)

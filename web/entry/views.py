@@ -235,7 +235,7 @@ def space_socket(ws: object, slug: str) -> None:
     clinic = clinic_by_slug(Services.db(), slug)
     space = _own_space(clinic, spaces) if clinic is not None and same_origin() else None
     Services.release_db()
-    session = SocketSession(ws, services.hub, services.sockets)
+    session = services.socket_session(ws)
     if space is None:
         session.error("forbidden", _("This waiting space is closed."))
         session.close_socket()

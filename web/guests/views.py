@@ -30,7 +30,6 @@ from web.i18n import gettext as _
 from web.room_call import RoomCall, refuse_entry
 from web.safety import same_origin
 from web.services import Services
-from web.signalling import SocketSession
 from web.validation import StrippedSchema, text_field
 
 bp = Blueprint("guests", __name__)
@@ -126,7 +125,7 @@ def guest_room(token: str) -> ResponseReturnValue:
 def guest_socket(ws: object, token: str) -> None:
     """A guest inside their room: admission, signalling, lock; cut off when the link is revoked."""
     services = Services.current()
-    session = SocketSession(ws, services.hub, services.sockets)
+    session = services.socket_session(ws)
     link = link_for_token(Services.db(), token) if same_origin() else None
     guest = _session_for(token, link) if link is not None else None
     Services.release_db()

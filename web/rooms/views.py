@@ -46,7 +46,7 @@ from web.i18n import lazy_gettext as _l
 from web.outbox import queue_guest_link, recipient_for
 from web.room_call import RoomCall, refuse_entry
 from web.services import Services
-from web.signalling import SocketSession, forward, refuse, require_same_origin
+from web.signalling import forward, refuse, require_same_origin
 from web.validation import StrippedSchema, text_field
 
 bp = Blueprint("rooms", __name__)
@@ -173,7 +173,7 @@ def delete(slug: str, key: str) -> Response:
 def room_list_socket(ws: object, slug: str) -> None:
     """Who is inside each of the clinic's rooms, kept live; it takes no messages."""
     services = Services.current()
-    session = SocketSession(ws, services.hub, services.sockets)
+    session = services.socket_session(ws)
     try:
         require_same_origin()
         clinic = member_clinic(slug)
@@ -216,7 +216,7 @@ def room_page(slug: str, key: str) -> str:
 def room_socket(ws: object, slug: str, key: str) -> None:
     """A member inside a room: admission, signalling, lock, leaving."""
     services = Services.current()
-    session = SocketSession(ws, services.hub, services.sockets)
+    session = services.socket_session(ws)
     try:
         require_same_origin()
         room = _room_or_404(slug, key)
