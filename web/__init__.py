@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
 from flask_login import LoginManager
-from flask_sock import Sock
+from flask_sock import ConnectionClosed, Sock
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -53,9 +56,44 @@ class JSONProvider(DefaultJSONProvider):
         return super().loads(text, **kwargs)
 
 
+log = logging.getLogger(__name__)
+
+#: The close code of a socket whose handler failed (RFC 6455: internal error).
+SOCKET_INTERNAL_ERROR = 1011
+
+
+class GuardedSock(Sock):
+    """flask-sock, where a socket handler's unexpected error is logged and closes the socket.
+
+    flask-sock lets any error but ConnectionClosed reach Flask, whose 500 page is then written
+    into the upgraded stream: the browser sees a protocol error instead of a close it can
+    reconnect after.
+    """
+
+    def route(self, path: str, bp: Any = None, **kwargs: Any) -> Callable[..., Any]:
+        register = super().route(path, bp, **kwargs)
+
+        def decorator(handler: Callable[..., None]) -> Callable[..., None]:
+            @functools.wraps(handler)
+            def guarded(ws: Any, *args: Any, **kwargs: Any) -> None:
+                try:
+                    handler(ws, *args, **kwargs)
+                except ConnectionClosed:
+                    pass
+                except Exception:
+                    log.exception("socket handler %s failed", request.endpoint)
+                    with contextlib.suppress(Exception):
+                        ws.close(reason=SOCKET_INTERNAL_ERROR, message="server error")
+
+            register(guarded)
+            return guarded
+
+        return decorator
+
+
 login_manager = LoginManager()
 csrf = CSRFProtect()
-sock = Sock()
+sock = GuardedSock()
 
 
 def create_app(settings: Settings | None = None) -> Flask:
