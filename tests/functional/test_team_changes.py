@@ -42,8 +42,11 @@ def test_a_removed_members_dashboard_closes_at_once_and_hears_no_arrival(stack: 
     finally:
         dashboard.close()
     assert closed_after < 1.0
-    assert [m["type"] for m in messages] == ["error"]
-    assert messages[0]["code"] == "access-changed"
+    # Other tests' patients may still leave, or their pages drop, before the removal is heard:
+    # those notices name nobody. No card reaches the socket, and the last word is the removal.
+    *before, last = messages
+    assert {m["type"] for m in before} <= {"space-left", "space-presence"}
+    assert last["type"] == "error" and last["code"] == "access-changed"
     assert "Unseen" not in str(messages)
     again = Socket(stack, "/clinics/demo/waiting-area/ws", member)
     try:
