@@ -246,6 +246,16 @@ class CallPresence:
             self.announce(call_id)
         return changed
 
+    def set_media(self, call_id: str, participant: str, audio: bool, video: bool) -> None:
+        """Record which of a participant's microphone and camera are on, and tell the call."""
+        off = ("" if audio else "a") + ("" if video else "v")
+        media = keys.call_media(call_id)
+        pipe = self.redis.pipeline()
+        pipe.hset(media, participant, off)
+        pipe.expire(media, keys.CALL_TTL)
+        pipe.execute()
+        self.announce(call_id)
+
     def people(self, call_id: str) -> list[Person]:
         """Who is inside, in the order they came in."""
         inside = set(self.redis.zrange(keys.call_participants(call_id), 0, -1))
@@ -267,8 +277,18 @@ class CallPresence:
 
     def _call_state(self, call_id: str, room_key: str) -> RoomState:
         locked = self.redis.hexists(keys.call(call_id), "locked_at")
-        names = [{"id": p.participant, "name": p.name} for p in self.people(call_id)]
-        return RoomState(room=room_key, people=names, locked=bool(locked))
+        off = self.redis.hgetall(keys.call_media(call_id))
+        people = [
+            {
+                "id": p.participant,
+                "name": p.name,
+                "role": p.role,
+                "audio": "a" not in off.get(p.participant, ""),
+                "video": "v" not in off.get(p.participant, ""),
+            }
+            for p in self.people(call_id)
+        ]
+        return RoomState(room=room_key, people=people, locked=bool(locked))
 
     def sweep(self) -> list[str]:
         """Forget people whose pages stopped answering; returns the room calls that ended."""

@@ -47,8 +47,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from workers.app import create_celery
 
     settings = _settings()
+    # Celery's start-up banner is for those who asked for INFO.
+    quiet = [] if settings.log_level in ("DEBUG", "INFO") else ["--quiet"]
     argv = ["worker", "--loglevel", settings.log_level, "--concurrency", str(args.concurrency)]
-    create_celery(settings).worker_main([*argv, "--without-mingle", "--without-gossip"])
+    create_celery(settings).worker_main([*quiet, *argv, "--without-mingle", "--without-gossip"])
     return 0
 
 
@@ -57,8 +59,9 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
     settings = _settings()
     schedule = args.schedule or os.path.join(tempfile.gettempdir(), "vidclinic-beat-schedule")
+    quiet = [] if settings.log_level in ("DEBUG", "INFO") else ["--quiet"]
     create_celery(settings).start(
-        ["beat", "--loglevel", settings.log_level, "--schedule", schedule]
+        [*quiet, "beat", "--loglevel", settings.log_level, "--schedule", schedule]
     )
     return 0
 

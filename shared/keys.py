@@ -72,6 +72,12 @@ def call_people(call_id: str) -> str:
     return f"{PREFIX}:call:{call_id}:people"
 
 
+def call_media(call_id: str) -> str:
+    """HASH: participant id → which of their microphone and camera are off: "" (none), "a",
+    "v" or "av". Those not in it have both on."""
+    return f"{PREFIX}:call:{call_id}:media"
+
+
 def room_call(room_key: str) -> str:
     """STRING: the id of a room's call while someone is inside it (CALL_TTL)."""
     return f"{PREFIX}:room:{room_key}:call"

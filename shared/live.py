@@ -118,6 +118,10 @@ class LiveState:
     def live_node(self, node_id: str) -> bool:
         return bool(node_id) and bool(self.redis.exists(keys.media_node(node_id)))
 
+    def live_nodes(self) -> list[str]:
+        """The registered media nodes still heartbeating."""
+        return [n for n in self.redis.zrange(keys.MEDIA_NODES, 0, -1) if self.live_node(n)]
+
     def send_to_node(self, node_id: str, message: Message) -> None:
         """Queue a command for a media node (a list, so nothing is lost while it is busy).
 
@@ -138,7 +142,8 @@ class LiveState:
         Their inboxes stay (they expire on their own): a node that was only late, not dead,
         answers what was sent to it meanwhile, instead of leaving browsers waiting forever.
         """
-        dead = [n for n in self.redis.zrange(keys.MEDIA_NODES, 0, -1) if not self.live_node(n)]
+        alive = set(self.live_nodes())
+        dead = [n for n in self.redis.zrange(keys.MEDIA_NODES, 0, -1) if n not in alive]
         for node_id in dead:
             self.redis.zrem(keys.MEDIA_NODES, node_id)
         return dead

@@ -24,6 +24,7 @@ from redis import Redis
 from shared import keys
 from shared.errors import CloseReason, SpaceAlreadyClaimed, SpaceNotFound
 from shared.protocol import (
+    BackToWaiting,
     CallStarted,
     ClinicMessage,
     Ended,
@@ -74,6 +75,8 @@ class Space:
     participant_id: str
     connected: bool = True
     disconnected_at: float = 0.0
+    #: Whether the patient's page was ever connected (one that never was has not "dropped").
+    was_connected: bool = False
     call_id: str = ""
     clinician_id: str = ""
     clinician_name: str = ""
@@ -95,6 +98,7 @@ class Space:
             participant_id=raw["participant_id"],
             connected=raw.get("connected", "1") == "1",
             disconnected_at=float(raw.get("disconnected_at") or 0.0),
+            was_connected=raw.get("was_connected") == "1",
             call_id=raw.get("call_id", ""),
             clinician_id=raw.get("clinician_id", ""),
             clinician_name=raw.get("clinician_name", ""),
@@ -114,6 +118,7 @@ class Space:
             "status": self.status,
             "connected": self.connected,
             "disconnected_at": self.disconnected_at,
+            "was_connected": self.was_connected,
             "clinician": self.clinician_name,
             "clinician_id": self.clinician_id,
             "call": self.call_id,
@@ -184,14 +189,10 @@ redis.call('HSET', KEYS[1], 'status', 'on-hold')
 return 1
 """
 
-# KEYS: space, space token, waiting area, activity, messages. ARGV: space id, the token hash
-# read before, the call key prefix. The call is read inside the script: a clinician joining at
-# the same moment cannot leave a call behind. The call ends with its last space. Returns the
-# space's last hash and, when its call ended, the call's node, or nothing if already gone.
-_END = """
-if redis.call('HGET', KEYS[1], 'token_hash') ~= ARGV[2] then return false end
-local space = redis.call('HGETALL', KEYS[1])
-local call_id = redis.call('HGET', KEYS[1], 'call_id')
+# Takes the space ARGV[1] out of call `call_id` (a local of the script that includes this;
+# ARGV[3] is the call key prefix); a call left by its last space ends, and `node` is then the
+# node that hosted it, else ''.
+_OUT_OF_CALL = """
 local node = ''
 if call_id then
   local call = ARGV[3] .. call_id
@@ -201,27 +202,38 @@ if call_id then
     redis.call('DEL', call, call .. ':spaces')
   end
 end
+"""
+
+# KEYS: space, space token, waiting area, activity, messages. ARGV: space id, the token hash
+# read before, the call key prefix. The call is read inside the script: a clinician joining at
+# the same moment cannot leave a call behind. The call ends with its last space. Returns the
+# space's last hash and, when its call ended, the call's node, or nothing if already gone.
+_END = (
+    """
+if redis.call('HGET', KEYS[1], 'token_hash') ~= ARGV[2] then return false end
+local space = redis.call('HGETALL', KEYS[1])
+local call_id = redis.call('HGET', KEYS[1], 'call_id')
+"""
+    + _OUT_OF_CALL
+    + """
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[4], KEYS[5])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return {node, space}
 """
+)
 
 # KEYS: space, old waiting area, new waiting area. ARGV: space id, new clinic id, call key
 # prefix. A patient moves to another clinic with what they typed and when they arrived; a call
 # they were in goes on without them (and ends if they were its last patient).
 # Returns {'ok', old clinic, call id left, node of a call that ended} or {'missing'}.
-_TRANSFER = """
+_TRANSFER = (
+    """
 local s = redis.call('HMGET', KEYS[1], 'clinic_id', 'entered_at', 'call_id')
 if not s[1] then return {'missing'} end
-local node = ''
-if s[3] then
-  local call = ARGV[3] .. s[3]
-  redis.call('SREM', call .. ':spaces', ARGV[1])
-  if redis.call('SCARD', call .. ':spaces') == 0 then
-    node = redis.call('HGET', call, 'node_id') or ''
-    redis.call('DEL', call, call .. ':spaces')
-  end
-end
+local call_id = s[3]
+"""
+    + _OUT_OF_CALL
+    + """
 redis.call('HDEL', KEYS[1], 'call_id', 'clinician_id', 'clinician_name', 'started_at')
 redis.call('HSET', KEYS[1], 'status', 'waiting', 'clinic_id', ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -229,6 +241,24 @@ redis.call('ZADD', KEYS[3], s[2], ARGV[1])
 redis.call('EXPIRE', KEYS[3], redis.call('TTL', KEYS[1]))
 return {'ok', s[1], s[3] or '', node}
 """
+)
+
+# KEYS: space. ARGV: space id, the call it is in, call key prefix. The clinician left that call
+# without ending it: the patient waits again where they were (their arrival time is their
+# place). Returns {node of a call that ended, or ''}, or false when not in that call.
+_BACK_TO_WAITING = (
+    """
+local s = redis.call('HMGET', KEYS[1], 'status', 'call_id')
+if s[1] ~= 'in-call' or s[2] ~= ARGV[2] then return false end
+local call_id = s[2]
+"""
+    + _OUT_OF_CALL
+    + """
+redis.call('HDEL', KEYS[1], 'call_id', 'clinician_id', 'clinician_name')
+redis.call('HSET', KEYS[1], 'status', 'waiting')
+return {node}
+"""
+)
 
 # KEYS: space. ARGV: now, '1' connected / '0' not. Returns the clinic when that changed, 0
 # when not, -1 when the space is gone.
@@ -237,7 +267,11 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 redis.call('HSET', KEYS[1], 'last_seen', ARGV[1])
 if redis.call('HGET', KEYS[1], 'connected') == ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'connected', ARGV[2])
-if ARGV[2] == '0' then redis.call('HSET', KEYS[1], 'disconnected_at', ARGV[1]) end
+if ARGV[2] == '0' then
+  redis.call('HSET', KEYS[1], 'disconnected_at', ARGV[1])
+else
+  redis.call('HSET', KEYS[1], 'was_connected', '1')
+end
 return tonumber(redis.call('HGET', KEYS[1], 'clinic_id'))
 """
 
@@ -272,6 +306,7 @@ class Spaces:
         self._hold = redis.register_script(_HOLD)
         self._end = redis.register_script(_END)
         self._transfer = redis.register_script(_TRANSFER)
+        self._back_to_waiting = redis.register_script(_BACK_TO_WAITING)
         self._presence = redis.register_script(_PRESENCE)
         self._append = redis.register_script(_APPEND)
 
@@ -465,6 +500,22 @@ class Spaces:
         self.publish(keys.space_events(space_id), Transferred(clinic=to_clinic))
         return old_clinic, result[2], result[3]
 
+    def back_to_waiting(self, space_id: str, call_id: str) -> str | None:
+        """The clinician left `call_id` without ending it: the patient waits again, in the
+        place they had. Returns the node of a call that ended ('' if it goes on), or None when
+        the patient was no longer in that call."""
+        result = self._back_to_waiting(
+            keys=[keys.space(space_id)], args=[space_id, call_id, keys.call("")]
+        )
+        if not result:
+            return None
+        self.record(space_id, "back", "")
+        space = self.get(space_id)
+        if space is not None:
+            self.announce(space, "updated")
+        self.publish(keys.space_events(space_id), BackToWaiting())
+        return str(result[0])
+
     def send_message(self, space_id: str, text: str, by: str) -> bool:
         """A message from the clinic, shown to the patient at once; False if the space is gone."""
         now = time.time()
@@ -569,6 +620,36 @@ class Spaces:
             if max(seen or [float(call.get("started_at") or 0)]) < cutoff:
                 stale.append((space_id, CloseReason.CALL_ABANDONED))
         return stale
+
+    def deserted(self, clinic_id: int, grace: float) -> list[tuple[str, str]]:
+        """Patients still connected to a call that no clinician has been in for `grace`
+        seconds (they pressed Back, or their page died), as (space, call) pairs.
+
+        A call's hash records when each participant's page last answered (`seen:<id>`); team
+        members' ids start with "u". A call opened less than `grace` ago is left alone: its
+        clinician may still be on the way in.
+        """
+        cutoff = time.time() - grace
+        calls = [
+            (space.id, space.call_id)
+            for space in self.waiting_area(clinic_id)
+            if space.status == IN_CALL and space.call_id
+        ]
+        pipe = self.redis.pipeline()
+        for space_id, call_id in calls:
+            pipe.hget(keys.space(space_id), "last_seen")
+            pipe.hgetall(keys.call(call_id))
+        answers = pipe.execute()
+        deserted = []
+        for (space_id, call_id), last_seen, call in zip(
+            calls, answers[::2], answers[1::2], strict=True
+        ):
+            if not call or float(last_seen or 0) < cutoff:
+                continue  # ended meanwhile, or the patient is gone too: abandoned, not deserted
+            seen = [float(v) for k, v in call.items() if k.startswith("seen:u")]
+            if max(seen or [float(call.get("started_at") or 0)]) < cutoff:
+                deserted.append((space_id, call_id))
+        return deserted
 
     def clinics(self) -> list[int]:
         """Ids of clinics that have a waiting area in Redis right now."""

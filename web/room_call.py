@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from shared.calls import Person
 from shared.errors import RoomFull, RoomLocked, VidclinicError
-from shared.protocol import Offer
+from shared.protocol import MediaState, Offer
 from web.i18n import gettext as _
 from web.services import Services
 from web.signalling import (
@@ -82,6 +82,12 @@ class RoomCall:
         live = self.services.live
         relay_offer(
             self.session, live, self.call_id, self.person.participant, self.person.name, offer
+        )
+
+    def media_state(self, state: MediaState) -> None:
+        """The participant's microphone or camera went on or off: the others are told."""
+        self.services.socket_calls.set_media(
+            self.call_id, self.person.participant, state.audio, state.video
         )
 
     def lock(self, locked: bool) -> bool:

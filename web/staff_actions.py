@@ -8,15 +8,14 @@ as an `error` with a sentence in their language.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 from flask import url_for
 
 from shared.accounts import clinic_by_slug, membership
-from shared.consultations import end_consultation
-from shared.errors import CloseReason, MediaBusy, SpaceAlreadyClaimed, SpaceNotFound
-from shared.protocol import Joined, NodeCloseRoom
+from shared.consultations import close_room, end_consultation
+from shared.errors import CloseReason, SpaceAlreadyClaimed, SpaceNotFound
+from shared.protocol import Joined
 from shared.spaces import ON_HOLD, WAITING, Space
 from web.errors import message_for
 from web.i18n import gettext as _
@@ -113,13 +112,11 @@ class StaffActions:
             allowed = target is not None and membership(db, self.user_id, target.id) is not None
             target_id = target.id if target is not None else 0
         if not allowed or target_id == self.clinic_id:
-            self.session.error("forbidden", _("You can transfer only to your other clinics."))
+            self.session.error("not-your-clinic", _("You can transfer only to your other clinics."))
             return
         moved = self.services.socket_spaces.transfer(space_id, target_id, self.name)
         if moved is not None and moved[2]:
-            # A full inbox: the browsers leave the call themselves and the node follows them.
-            with contextlib.suppress(MediaBusy):
-                self.services.socket_live.send_to_node(moved[2], NodeCloseRoom(call=moved[1]))
+            close_room(self.services.socket_live, moved[2], moved[1])
 
     def remove(self, space_id: str) -> None:
         """ "Remove": the patient is told and their space deleted with everything in it."""

@@ -119,7 +119,7 @@ def test_hold_then_resume(stack: Stack, browser: object) -> None:
         wait_for_video_playing(patient, "video[data-participant]")
         wait_for_video_playing(watcher, "video[data-participant]")
         watcher.get_by_role("button", name="End call").click()
-        expect(patient.get_by_role("status")).to_have_text("Your consultation has ended")
+        expect(patient.get_by_role("status")).to_have_text("Your consultation has ended.")
 
 
 def test_a_message_to_one_patient_and_to_everyone_waiting(stack: Stack, browser: object) -> None:
@@ -200,7 +200,7 @@ def test_a_second_waiting_patient_is_added_to_a_call(stack: Stack, browser: obje
             assert wait_for_audio_packets(page) > 0
         dashboard.get_by_role("button", name="End call").click()
         for page in (patient, relative):
-            expect(page.get_by_role("status")).to_have_text("Your consultation has ended")
+            expect(page.get_by_role("status")).to_have_text("Your consultation has ended.")
 
 
 def test_a_closed_or_out_of_hours_waiting_area_refuses_entry_with_its_message(

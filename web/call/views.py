@@ -16,7 +16,16 @@ from shared.consultations import end_call
 from shared.errors import CloseReason, RoomFull
 from shared.live import Call
 from shared.models import Clinic, Membership
-from shared.protocol import AddToCall, EndCall, Hold, Offer, Resume, Transfer, WaitingArea
+from shared.protocol import (
+    AddToCall,
+    EndCall,
+    Hold,
+    MediaState,
+    Offer,
+    Resume,
+    Transfer,
+    WaitingArea,
+)
 from web import sock
 from web.auth import sessions
 from web.auth.views import claim_member_socket, may_still_act
@@ -36,7 +45,7 @@ from web.staff_actions import StaffActions
 bp = Blueprint("call", __name__)
 
 #: What the clinician's call page may ask for.
-CALL_ACTIONS = (Offer, EndCall, Hold, Resume, AddToCall, Transfer)
+CALL_ACTIONS = (Offer, MediaState, EndCall, Hold, Resume, AddToCall, Transfer)
 
 
 def _own_call_or_error(slug: str, call_id: str) -> tuple[Clinic, Call]:
@@ -120,6 +129,8 @@ def call_socket(ws: object, slug: str, call_id: str) -> None:
                 break
             if isinstance(message, Offer):
                 relay_offer(session, live, call_id, participant, name, message)
+            elif isinstance(message, MediaState):
+                calls.set_media(call_id, participant, message.audio, message.video)
             elif isinstance(message, EndCall):
                 end_call(services.ending, call_id, CloseReason.CLINICIAN_ENDED)
             elif isinstance(message, Hold):

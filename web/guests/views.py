@@ -15,7 +15,7 @@ from shared.calls import Person
 from shared.errors import RoomFull, RoomLocked
 from shared.guest_sessions import MAX_SESSION_SECONDS, GuestSession
 from shared.models import GuestLink
-from shared.protocol import Ended, Leave, Lock, Offer
+from shared.protocol import Ended, Leave, Lock, MediaState, Offer
 from shared.rooms import (
     MAX_GUEST_NAME,
     LinkState,
@@ -148,9 +148,11 @@ def guest_socket(ws: object, token: str) -> None:
         return
     try:
         while True:
-            message = session.decode(session.receive(), Offer, Lock, Leave)
+            message = session.decode(session.receive(), Offer, MediaState, Lock, Leave)
             if isinstance(message, Offer):
                 call.offer(message)
+            elif isinstance(message, MediaState):
+                call.media_state(message)
             elif isinstance(message, Lock):
                 call.lock(message.locked)
             elif isinstance(message, Leave):
