@@ -29,6 +29,8 @@ ADMIN = Account("admin@demo.example", "admin-password-123", "Iryna Admin")
 FIFTH = Account("fifth@demo.example", "fifth-password-123", "Dr Fifth")
 SIXTH = Account("sixth@demo.example", "sixth-password-123", "Dr Sixth")
 SEVENTH = Account("seventh@demo.example", "seventh-password-1", "Dr Seventh")
+#: The owner of the user room that the user-room tests fill with guests.
+ROOM_OWNER = Account("room-owner@demo.example", "room-owner-password", "Dr Room Owner")
 #: Members whom the Team page tests promote, remove or invite elsewhere.
 RISER = Account("riser@demo.example", "riser-password-123", "Dr Riser")
 LEAVER = Account("leaver@demo.example", "leaver-password-12", "Dr Leaver")
@@ -64,6 +66,7 @@ def seed(database_url: str) -> None:
             (FIFTH, "demo"),
             (SIXTH, "demo"),
             (SEVENTH, "demo"),
+            (ROOM_OWNER, "demo"),
             (RISER, "demo"),
             (LEAVER, "demo"),
             (NEWCOMER, "other"),

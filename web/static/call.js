@@ -433,6 +433,11 @@ const VC = (() => {
           else if (["room-full", "room-locked", "replaced", "signed-out"].includes(message.code)) {
             finish(message.message);
           }
+          // An action on a patient refused ("Add to call" into a full call): the call goes on,
+          // and the page says why in the member's language.
+          else if (["call-full", "already-being-seen", "space-not-found"].includes(message.code)) {
+            status.textContent = message.message;
+          }
           else status.textContent = strings.error;
           break;
         // Anything else is for the page's other parts (the clinician's patient panel).
