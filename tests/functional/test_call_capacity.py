@@ -144,26 +144,50 @@ def _guest(url: str, name: str) -> requests.Session:
     return guest
 
 
-def test_a_user_room_refuses_a_seventh_guest_at_the_door(stack: Stack, sockets: ExitStack) -> None:
+def _link_state(owner: requests.Session, stack: Stack, room: str, link_id: int) -> str:
+    links = owner.get(f"{stack.url}{room}/links", timeout=10).json()["links"]
+    state: str = next(link["state"] for link in links if link["id"] == link_id)
+    return state
+
+
+def test_a_user_room_refuses_a_seventh_guest_at_the_door_and_keeps_their_single_use_link(
+    stack: Stack, sockets: ExitStack
+) -> None:
     admin = signed_in(stack, ADMIN.email, ADMIN.password)
     owner = signed_in(stack, ROOM_OWNER.email, ROOM_OWNER.password)
     room = _user_room(stack, admin, owner)
     inside = _open(sockets, Socket(stack, f"{room}/ws", owner))
     inside.receive_type("room-state")
     token = csrf_token(owner, f"{stack.url}{room}")
-    made = owner.post(
-        f"{stack.url}{room}/links", json={}, headers={"X-CSRFToken": token}, timeout=10
-    ).json()
-    socket_path = re.sub(r"^https?://[^/]+", "", made["url"]) + "/ws"
+    links = [
+        owner.post(
+            f"{stack.url}{room}/links", json=body, headers={"X-CSRFToken": token}, timeout=10
+        ).json()
+        for body in ({}, {"single_use": True})
+    ]
+    paths = [re.sub(r"^https?://[^/]+", "", made["url"]) + "/ws" for made in links]
+    guests = []
     for index in range(5):
-        guest = _guest(made["url"], f"Guest {index}")
-        _open(sockets, Socket(stack, socket_path, guest)).receive_type("room-state")
+        guest = _open(sockets, Socket(stack, paths[0], _guest(links[0]["url"], f"Guest {index}")))
+        guest.receive_type("room-state")
+        guests.append(guest)
 
-    seventh = _open(sockets, Socket(stack, socket_path, _guest(made["url"], "Guest Seven")))
-    messages = seventh.until_closed(timeout=5)
+    # The seventh comes by a single-use link: refused at the door, before any media.
+    seventh = _guest(links[1]["url"], "Guest Seven")
+    messages = _open(sockets, Socket(stack, paths[1], seventh)).until_closed(timeout=5)
     assert messages[0] == {**messages[0], "type": "error", "code": "room-full", "message": FULL}
     assert not MEDIA & {m["type"] for m in messages}
     calls = CallPresence(stack.redis())
     call_id = calls.room_call(room.rsplit("/", 1)[1])
     assert call_id is not None
     assert _inside(calls, call_id) == [ROOM_OWNER.name, *(f"Guest {i}" for i in range(5))]
+    # Their only way in is not spent on a room that turned them away.
+    assert _link_state(owner, stack, room, links[1]["link"]["id"]) == "active"
+
+    guests[0].close()
+    _until(lambda: "Guest 0" not in _inside(calls, call_id))
+    _open(sockets, Socket(stack, paths[1], seventh)).receive_type("room-state")
+    assert _link_state(owner, stack, room, links[1]["link"]["id"]) == "used"
+    assert requests.get(links[1]["url"], timeout=10).status_code == 410
+    # The guest who spent it comes back in (a reload), and nobody else does.
+    _open(sockets, Socket(stack, paths[1], seventh)).receive_type("room-state")

@@ -63,6 +63,19 @@ def _guest(url: str, name: str) -> requests.Session:
     return guest
 
 
+def _socket_path(url: str) -> str:
+    return re.sub(r"^https?://[^/]+", "", url) + "/ws"
+
+
+def _in_and_out(stack: Stack, guest: requests.Session, url: str) -> None:
+    """The guest's page is let into the room (which spends a single-use link), then leaves."""
+    socket = Socket(stack, _socket_path(url), guest)
+    try:
+        socket.receive_type("room-state")
+    finally:
+        socket.close()
+
+
 @pytest.fixture(scope="module")
 def world(stack: Stack) -> Iterator[World]:
     admin = signed_in(stack, ADMIN.email, ADMIN.password)
@@ -115,7 +128,7 @@ def world(stack: Stack) -> Iterator[World]:
         json={},
         timeout=10,
     )
-    _guest(links["used"], "Used Once")
+    _in_and_out(stack, _guest(links["used"], "Used Once"), links["used"])
 
     patient, _ = enter(
         stack, {"first_name": "Pavlo", "last_name": "Matrix", "phone": "+380 67 111 2233"}
@@ -287,3 +300,41 @@ def test_a_guest_sees_no_page_of_the_clinic_but_the_room(stack: Stack, world: Wo
 def test_an_unknown_room_is_not_found_for_members(stack: Stack, world: World) -> None:
     member = world.visitors["member"]
     assert member.get(f"{stack.url}/clinics/demo/rooms/nosuchroom", timeout=10).status_code == 404
+
+
+def _state_of(stack: Stack, member: requests.Session, room: str, link_id: int) -> str:
+    links = member.get(f"{stack.url}{room}/links", timeout=10).json()["links"]
+    state: str = next(link["state"] for link in links if link["id"] == link_id)
+    return state
+
+
+def test_a_single_use_link_is_spent_only_when_the_room_lets_its_guest_in(
+    stack: Stack, world: World
+) -> None:
+    """Giving a name spends nothing; a locked room turning the guest away keeps the link
+    usable; once let in, the link is used, for everyone but the guest who used it."""
+    admin = world.visitors["admin"]
+    url, link_id = _link(admin, stack, world.other_room, single_use=True)
+    inside = Socket(stack, f"{world.other_room}/ws", admin)
+    try:
+        inside.receive_type("room-state")
+        inside.send({"type": "lock", "locked": True})
+        while not inside.receive_type("room-state")["locked"]:
+            pass
+        guest = _guest(url, "Locked Out")
+        assert _state_of(stack, admin, world.other_room, link_id) == "active"
+        refused = Socket(stack, _socket_path(url), guest).until_closed()
+        assert refused[0]["code"] == "room-locked", refused
+        assert _state_of(stack, admin, world.other_room, link_id) == "active"
+        # Someone else opening the link meanwhile still gets the name form.
+        assert requests.get(url, timeout=10).status_code == 200
+
+        inside.send({"type": "lock", "locked": False})
+        while inside.receive_type("room-state")["locked"]:
+            pass
+        _in_and_out(stack, guest, url)
+        assert _state_of(stack, admin, world.other_room, link_id) == "used"
+        assert requests.get(url, timeout=10).status_code == 410
+        _in_and_out(stack, guest, url)  # the guest who used it comes back (a reload)
+    finally:
+        inside.close()

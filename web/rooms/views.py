@@ -380,5 +380,4 @@ def _audit(clinic_id: int, action: Action, subject: str) -> None:
 
 def _audit_socket(clinic_id: int, action: Action, actor: str, subject: str, actor_id: int) -> None:
     """Record an event from a socket, which holds no database session between messages."""
-    with Services.current().sessions.begin() as session:
-        audit.record(session, clinic_id, action, actor, subject, actor_id=actor_id)
+    audit.record_now(Services.current().sessions, clinic_id, action, actor, subject, actor_id)

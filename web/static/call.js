@@ -430,7 +430,7 @@ const VC = (() => {
           if (message.code === "forbidden" || message.code === "not-found") finish();
           // Refused at the door (nothing was set up), or taken over by a newer tab, or signed
           // out: the page says why and stops reconnecting.
-          else if (["room-full", "room-locked", "replaced", "signed-out"].includes(message.code)) {
+          else if (["room-full", "room-locked", "link-used", "replaced", "signed-out"].includes(message.code)) {
             finish(message.message);
           }
           // An action on a patient refused ("Add to call" into a full call): the call goes on,
