@@ -43,7 +43,7 @@ from web.auth.views import claim_member_socket, may_still_act
 from web.clinic import admin_clinic, is_admin, member_clinic
 from web.i18n import gettext as _
 from web.i18n import lazy_gettext as _l
-from web.outbox import queue_guest_link, recipient_for
+from web.outbox import failure_text, queue_guest_link, recipient_for
 from web.room_call import RoomCall, refuse_entry
 from web.services import Services
 from web.signalling import forward, refuse, require_same_origin
@@ -337,7 +337,12 @@ def revoke(slug: str, key: str, link_id: int) -> ResponseReturnValue:
 
 def _link_json(link: GuestLink) -> dict[str, Any]:
     deliveries = [
-        {"channel": d.channel, "to": d.recipient, "state": d.state.value, "error": d.error}
+        {
+            "channel": d.channel,
+            "to": d.recipient,
+            "state": d.state.value,
+            "error": failure_text(d.error) if d.error else "",
+        }
         for d in link.deliveries
     ]
     return {
