@@ -14,9 +14,9 @@ from playwright.sync_api import expect
 
 from shared.accounts import create_user
 from shared.models import Invitation, Membership, Role
-from tests.support.accounts import ADMIN, CLINICIAN, LEAVER, NEWCOMER, RISER
+from tests.support.accounts import ADMIN, CLINICIAN, LEAVER, NEWCOMER, RESETTING, RISER
 from tests.support.database import session_for
-from tests.support.http import Socket, csrf_token, signed_in
+from tests.support.http import Socket, csrf_token, post_login, signed_in
 from tests.support.pages import new_context, sign_in
 from tests.support.stack import Stack
 
@@ -329,6 +329,53 @@ def test_a_password_link_expires_after_an_hour(stack: Stack) -> None:
         session.commit()
     page = visitor.get(link.group(0), timeout=10)
     assert page.status_code == 410 and "expired or has been used" in page.text
+
+
+def _signs_in(stack: Stack, email: str, password: str) -> bool:
+    _session, response = post_login(stack, email, password)
+    return response.status_code == 302
+
+
+def _set_password(visitor: requests.Session, stack: Stack, url: str, password: str) -> str:
+    token = csrf_token(visitor, f"{stack.url}/forgot-password")
+    response = visitor.post(url, data={"csrf_token": token, "password": password}, timeout=10)
+    assert response.status_code in (200, 410), response.status_code
+    return "/login" if "/login" in response.url else str(response.status_code)
+
+
+CLOSED = "This password link has expired or has been used already."
+
+
+def test_a_wrong_or_reused_password_link_gets_the_clear_page_and_changes_nothing(
+    stack: Stack,
+) -> None:
+    visitor = requests.Session()
+    wrong = f"{stack.url}/reset-password/{'x' * 43}"
+    page = visitor.get(wrong, timeout=10)
+    assert page.status_code == 410 and CLOSED in page.text and "Ask for a new link" in page.text
+    assert _set_password(visitor, stack, wrong, "never-set-password-1") == "410"
+    assert _signs_in(stack, RESETTING.email, RESETTING.password)
+
+    token = csrf_token(visitor, f"{stack.url}/forgot-password")
+    visitor.post(
+        f"{stack.url}/forgot-password",
+        data={"csrf_token": token, "email": RESETTING.email},
+        timeout=10,
+    )
+    (mail,) = stack.mail.wait_for(RESETTING.email)
+    link = re.search(r"https?://\S+", mail.get_content())
+    assert link
+    # A token one character off is as wrong as any other.
+    off = link.group(0)[:-1] + ("A" if link.group(0)[-1] != "A" else "B")
+    assert _set_password(visitor, stack, off, "never-set-password-2") == "410"
+    assert _set_password(visitor, stack, link.group(0), "first-new-password") == "/login"
+    # Used once: the same link again gets the same clear page and sets nothing.
+    again = visitor.get(link.group(0), timeout=10)
+    assert again.status_code == 410 and CLOSED in again.text
+    assert _set_password(visitor, stack, link.group(0), "second-new-password") == "410"
+    assert _signs_in(stack, RESETTING.email, "first-new-password")
+    for never in ("second-new-password", "never-set-password-1", "never-set-password-2"):
+        assert not _signs_in(stack, RESETTING.email, never)
 
 
 def test_the_room_list_shows_who_comes_in_while_it_is_open(stack: Stack) -> None:

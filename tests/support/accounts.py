@@ -41,6 +41,8 @@ DEPARTING = Account("departing@demo.example", "departing-password", "Dr Departin
 PROMOTED = Account("promoted@demo.example", "promoted-password-1", "Dr Promoted")
 GUESSED = Account("guessed@demo.example", "guessed-password-12", "Dr Guessed")
 MANY_TABS = Account("tabs@demo.example", "many-tabs-password", "Dr Many Tabs")
+#: Whose password the tests of wrong and reused reset links try to change.
+RESETTING = Account("resetting@demo.example", "resetting-password", "Dr Resetting")
 #: Team members who each hold several open dashboards at once.
 WATCHERS = tuple(
     Account(f"watcher{i}@demo.example", f"watcher-password-{i}", f"Dr Watcher {i}")
@@ -74,6 +76,7 @@ def seed(database_url: str) -> None:
             (PROMOTED, "demo"),
             (GUESSED, "demo"),
             (MANY_TABS, "demo"),
+            (RESETTING, "demo"),
             *((watcher, "demo") for watcher in WATCHERS),
         ):
             create_user(
