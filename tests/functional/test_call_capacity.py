@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from shared.calls import CallPresence
+from shared.errors import CloseReason
 from shared.models import User
 from shared.spaces import ON_HOLD, WAITING, Spaces
 from tests.support.accounts import ADMIN, CLINICIAN, ROOM_OWNER
@@ -113,6 +114,8 @@ def test_a_consultation_refuses_a_seventh_and_a_refused_add_or_resume_changes_no
     assert len(_inside(calls, call_id)) == 6
     call.send({"type": "end-call"})
     patients[names[0]].receive_type("ended")
+    for space_id in ids.values():  # the one never let in leaves the waiting area too
+        spaces.end(space_id, CloseReason.LEFT_WAITING)
 
 
 def _user_room(stack: Stack, admin: requests.Session, owner: requests.Session) -> str:
