@@ -169,6 +169,11 @@ class Settings:
     sms_webhook_body: str = DEFAULT_SMS_BODY
     #: Seconds one email or SMS attempt may take before it counts as failed (and is retried).
     send_timeout: int = 20
+    #: Attempts at one email or SMS before it counts as failed ("Failed: <reason>").
+    send_attempts: int = 8
+    #: Seconds before the first retry of a failed send; each next one waits twice as long, five
+    #: minutes at most.
+    send_retry_delay: int = 5
     #: Connections (pages and sockets) one web process serves at once.
     web_connections: int = 10000
 
@@ -230,5 +235,7 @@ class Settings:
             sms_webhook_auth=env.get("VIDCLINIC_SMS_WEBHOOK_AUTH", ""),
             sms_webhook_body=_json_template(env, "VIDCLINIC_SMS_WEBHOOK_BODY", DEFAULT_SMS_BODY),
             send_timeout=_int(env, "VIDCLINIC_SEND_TIMEOUT", 20),
+            send_attempts=_int(env, "VIDCLINIC_SEND_ATTEMPTS", 8),
+            send_retry_delay=_int(env, "VIDCLINIC_SEND_RETRY_DELAY", 5),
             web_connections=_int(env, "VIDCLINIC_WEB_CONNECTIONS", 10000),
         )

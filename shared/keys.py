@@ -140,7 +140,8 @@ def login_failures(subject: str) -> str:
 
 def guest_session(token_hash: str) -> str:
     """HASH: a guest's session in one room — participant, name, clinic_id, room_key, link_id,
-    link_made_at; lives no longer than its link (and 12 hours at most)."""
+    link_made_at, spent (1 once this guest spent a single-use link); lives no longer than its
+    link (and 12 hours at most)."""
     return f"{PREFIX}:guest:{token_hash}"
 
 

@@ -22,7 +22,8 @@ from typing import Any
 from redis import Redis
 
 from shared import keys
-from shared.errors import CloseReason, SpaceAlreadyClaimed, SpaceNotFound
+from shared.calls import CALL_CAPACITY, PRESENCE_STALE
+from shared.errors import CloseReason, RoomFull, SpaceAlreadyClaimed, SpaceNotFound
 from shared.protocol import (
     BackToWaiting,
     CallStarted,
@@ -139,14 +140,19 @@ redis.call('EXPIRE', KEYS[4], ARGV[1])
 return 1
 """
 
-# KEYS: space, the call it would join, that call's spaces. ARGV: space id, clinician id,
-# clinician name, now, mode (join | resume | add), call id (a new one to join; the call to add
-# to), the call key prefix.
+# KEYS: space. ARGV: space id, clinician id, clinician name, now, mode (join | resume | add),
+# call id (a new one to join; the call to add to), the call key prefix, the patient's
+# participant id, their person JSON (as the call's people hold it), stale before, capacity,
+# the participants' TTL.
 #   join:   a waiting patient, into a new call of theirs;
 #   resume: a patient on hold, back into the same call, by the clinician who held them;
 #   add:    a waiting patient (or one this clinician holds) into this clinician's call.
+# Resume and add take the patient's place among those inside in the same step (six at most,
+# as shared/calls.py admits): a call that is full refuses them and nothing changes, rather
+# than the patient being marked in the call and then refused at the door by their own page.
 # The clinician already seeing a patient gets their call back (a reloaded page, a second tab).
-# Returns {'ok', call id, 'new' | 'same'} | {'missing'} | {'claimed', by whom} | {'no-call'}.
+# Returns {'ok', call id, 'new' | 'same'} | {'missing'} | {'claimed', by whom} | {'no-call'}
+# | {'full'}.
 _TAKE = """
 local s = redis.call('HMGET', KEYS[1], 'status', 'clinician_id', 'clinician_name', 'call_id',
                      'clinic_id')
@@ -167,6 +173,20 @@ if mode == 'join' then
   redis.call('EXPIRE', call, ttl)
 elseif redis.call('EXISTS', call) == 0 then
   return {'no-call'}
+else
+  local inside, people = call .. ':participants', call .. ':people'
+  local stale = redis.call('ZRANGEBYSCORE', inside, '-inf', '(' .. ARGV[10])
+  if #stale > 0 then
+    redis.call('ZREM', inside, unpack(stale))
+    redis.call('HDEL', people, unpack(stale))
+  end
+  if not redis.call('ZSCORE', inside, ARGV[8]) then
+    if redis.call('ZCARD', inside) >= tonumber(ARGV[11]) then return {'full'} end
+    redis.call('ZADD', inside, ARGV[4], ARGV[8])
+    redis.call('HSET', people, ARGV[8], ARGV[9])
+    redis.call('EXPIRE', inside, ARGV[12])
+    redis.call('EXPIRE', people, ARGV[12])
+  end
 end
 if s[1] == 'on-hold' and s[4] and s[4] ~= call_id then
   redis.call('SREM', ARGV[7] .. s[4] .. ':spaces', ARGV[1])
@@ -437,21 +457,39 @@ class Spaces:
     ) -> Taken:
         """Join a waiting patient (a new call), resume one on hold, or add one to `call_id`.
 
-        Exactly one clinician wins a patient. Raises SpaceNotFound, or SpaceAlreadyClaimed
-        naming who is seeing them.
+        Exactly one clinician wins a patient. Raises SpaceNotFound, SpaceAlreadyClaimed naming
+        who is seeing them, or RoomFull when the call to resume or add to holds six already
+        (then nothing changed: the patient still waits, or stays on hold).
         """
         space = self.get(space_id)
         if space is None or space.clinic_id != clinic_id:
             raise SpaceNotFound(space_id)
         new_call = secrets.token_urlsafe(12) if mode == "join" else call_id
+        now = time.time()
+        person = json.dumps({"name": space.display_name, "role": "patient", "since": now})
         result = self._take(
             keys=[keys.space(space_id)],
-            args=[space_id, clinician_id, name, repr(time.time()), mode, new_call, keys.call("")],
+            args=[
+                space_id,
+                clinician_id,
+                name,
+                repr(now),
+                mode,
+                new_call,
+                keys.call(""),
+                space.participant_id,
+                person,
+                repr(now - PRESENCE_STALE),
+                CALL_CAPACITY,
+                keys.CALL_TTL,
+            ],
         )
         if result[0] in ("missing", "no-call"):
             raise SpaceNotFound(space_id)
         if result[0] == "claimed":
             raise SpaceAlreadyClaimed(by=result[1])
+        if result[0] == "full":
+            raise RoomFull(capacity=CALL_CAPACITY)
         taken = self.get(space_id)
         if taken is None:
             raise SpaceNotFound(space_id)

@@ -11,6 +11,8 @@ from werkzeug.exceptions import HTTPException
 
 from shared.errors import (
     EntryRateLimited,
+    RoomFull,
+    RoomLocked,
     SocketCloseReason,
     SpaceAlreadyClaimed,
     SpaceNotFound,
@@ -31,6 +33,10 @@ def message_for(error: VidclinicError) -> str:
         return _("This patient is already being seen by %(name)s.", name=error.by)
     if isinstance(error, SpaceNotFound):
         return _("This patient is no longer waiting.")
+    if isinstance(error, RoomFull) and error.capacity:
+        return _("This room is full (%(count)s participants).", count=error.capacity)
+    if isinstance(error, RoomLocked):
+        return _("This room is locked. Ask someone inside to unlock it.")
     if isinstance(error, EntryRateLimited):
         return _("Too many attempts. Please try again in a minute.")
     if isinstance(error, TooManyFailedSignIns):

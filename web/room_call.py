@@ -9,9 +9,9 @@ ends the call.
 from __future__ import annotations
 
 from shared.calls import Person
-from shared.errors import RoomFull, RoomLocked, VidclinicError
+from shared.errors import RoomFull, VidclinicError
 from shared.protocol import MediaState, Offer
-from web.i18n import gettext as _
+from web.errors import message_for
 from web.services import Services
 from web.signalling import (
     SocketSession,
@@ -105,11 +105,5 @@ class RoomCall:
 
 def refuse_entry(session: SocketSession, refused: VidclinicError) -> None:
     """Tell the browser why it cannot come in, then close; it sets nothing up."""
-    if isinstance(refused, RoomLocked):
-        text = _("This room is locked. Ask someone inside to unlock it.")
-    elif isinstance(refused, RoomFull) and refused.capacity:
-        text = _("This room is full (%(count)s participants).", count=refused.capacity)
-    else:
-        text = _("Something went wrong. Please try again.")
-    session.error(refused.code, text)
+    session.error(refused.code, message_for(refused))
     session.close_socket()

@@ -14,7 +14,7 @@ from flask import url_for
 
 from shared.accounts import clinic_by_slug, membership
 from shared.consultations import close_room, end_consultation
-from shared.errors import CloseReason, SpaceAlreadyClaimed, SpaceNotFound
+from shared.errors import CloseReason, RoomFull, SpaceAlreadyClaimed, SpaceNotFound
 from shared.protocol import Joined
 from shared.spaces import ON_HOLD, WAITING, Space
 from web.errors import message_for
@@ -56,6 +56,15 @@ class StaffActions:
         except (SpaceNotFound, SpaceAlreadyClaimed) as refused:
             self.session.error(refused.code, message_for(refused))
             return None
+        except RoomFull as full:
+            # Told to the clinician's call page, which stays in its call: "room-full" is what a
+            # page refused at the door hears, and it stops there.
+            self.session.error("call-full", message_for(full))
+            return None
+        if mode != "join":
+            # The patient took their place among those inside as they came in: everyone in the
+            # call hears who is inside now (their page, coming in, is no newcomer).
+            self.services.socket_calls.announce(taken.call_id)
         if taken.opened and self.services.socket_live.place_call(taken.call_id) is None:
             # Placing the call here saves the task queue's round trip on every join; a
             # worker keeps trying only when no node has room right now.

@@ -43,7 +43,7 @@ from web.auth.views import claim_member_socket, may_still_act
 from web.clinic import admin_clinic, is_admin, member_clinic
 from web.i18n import gettext as _
 from web.i18n import lazy_gettext as _l
-from web.outbox import queue_guest_link, recipient_for
+from web.outbox import failure_text, queue_guest_link, recipient_for
 from web.room_call import RoomCall, refuse_entry
 from web.services import Services
 from web.signalling import forward, refuse, require_same_origin
@@ -339,7 +339,12 @@ def revoke(slug: str, key: str, link_id: int) -> ResponseReturnValue:
 
 def _link_json(link: GuestLink) -> dict[str, Any]:
     deliveries = [
-        {"channel": d.channel, "to": d.recipient, "state": d.state.value, "error": d.error}
+        {
+            "channel": d.channel,
+            "to": d.recipient,
+            "state": d.state.value,
+            "error": failure_text(d.error) if d.error else "",
+        }
         for d in link.deliveries
     ]
     return {
@@ -382,5 +387,4 @@ def _audit(clinic_id: int, action: Action, subject: str) -> None:
 
 def _audit_socket(clinic_id: int, action: Action, actor: str, subject: str, actor_id: int) -> None:
     """Record an event from a socket, which holds no database session between messages."""
-    with Services.current().sessions.begin() as session:
-        audit.record(session, clinic_id, action, actor, subject, actor_id=actor_id)
+    audit.record_now(Services.current().sessions, clinic_id, action, actor, subject, actor_id)

@@ -5,7 +5,7 @@
 const VC = (() => {
   const SLOT_COUNT = 5;
   // Refusals whose sentence from the server the page shows as it is.
-  const TOLD_AS_IS = ["already-being-seen", "space-not-found", "not-your-clinic"];
+  const TOLD_AS_IS = ["call-full", "already-being-seen", "space-not-found", "not-your-clinic"];
   // Connections that fail one after another (about 10 s each) before the page gives up.
   const FAILED_ATTEMPTS = 4;
   const MAX_VIDEO_BITRATE = 600000; // the media node does no congestion control: cap at source
@@ -560,11 +560,11 @@ const VC = (() => {
           if (message.code === "forbidden" || message.code === "not-found") finish();
           // Refused at the door (nothing was set up), or taken over by a newer tab, or signed
           // out: the page says why and stops reconnecting.
-          else if (["room-full", "room-locked", "replaced", "signed-out"].includes(message.code)) {
+          else if (["room-full", "room-locked", "link-used", "replaced", "signed-out"].includes(message.code)) {
             finish(message.message);
           }
-          // A team member's action refused (another clinician won the patient, say): the
-          // server's sentence names why.
+          // A team member's action refused (another clinician won the patient, the call is
+          // full): the call goes on, and the server's sentence says why.
           else status.textContent = TOLD_AS_IS.includes(message.code) ? message.message : strings.error;
           break;
         // Anything else is for the page's other parts (the clinician's patient panel).
