@@ -136,7 +136,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     sock.init_app(app)
     i18n.init_app(app)
 
-    from web import clinic, errors
+    from web import clinic, errors, health
     from web.admin import clinic_settings  # noqa: F401  (routes on the admin blueprint)
     from web.admin.views import bp as admin_bp
     from web.auth import account, team_links  # noqa: F401  (routes on the auth blueprint)
@@ -151,6 +151,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(blueprint)
     errors.init_app(app)
     clinic.init_app(app)
+    health.init_app(app, settings)
 
     @app.before_request
     def _no_socket_compression() -> None:
@@ -181,12 +182,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         session = g.pop("db", None)
         if session is not None:
             session.close()
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        """For load balancers and orchestrators: Redis answers."""
-        Services.current().redis.ping()
-        return {"status": "ok"}
 
     return app
 
