@@ -28,6 +28,8 @@ class Call:
     clinician_id: str
     node_id: str
     started_at: float
+    #: The request that opened the call ("" for one opened before request ids were kept).
+    request_id: str = ""
 
 
 # KEYS: a list. ARGV: the most items it may hold, its TTL, the item. Returns 0 when full.
@@ -108,6 +110,7 @@ class LiveState:
             clinician_id=raw.get("clinician_id", ""),
             node_id=raw.get("node_id", ""),
             started_at=float(raw["started_at"]),
+            request_id=raw.get("request_id", ""),
         )
 
     def allocate_node(self, call_id: str) -> str | None:

@@ -9,6 +9,7 @@ as an `error` with a sentence in their language.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 
 from flask import url_for
@@ -16,13 +17,17 @@ from flask import url_for
 from shared.accounts import clinic_by_slug, membership
 from shared.consultations import end_consultation
 from shared.errors import CloseReason, MediaBusy, SpaceAlreadyClaimed, SpaceNotFound
+from shared.logs import current_request_id
 from shared.protocol import Joined, NodeCloseRoom
 from shared.spaces import ON_HOLD, WAITING, Space
+from web import metrics
 from web.errors import message_for
 from web.i18n import gettext as _
 from web.services import Services
 from web.signalling import SocketSession
 from workers.app import ALLOCATE_MEDIA_NODE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,7 +62,18 @@ class StaffActions:
         except (SpaceNotFound, SpaceAlreadyClaimed) as refused:
             self.session.error(refused.code, message_for(refused))
             return None
-        if taken.opened and self.services.socket_live.place_call(taken.call_id) is None:
+        if not taken.opened:
+            return taken.call_id
+        metrics.patient_joined(taken.space.entered_at)
+        node_id = self.services.socket_live.place_call(taken.call_id)
+        log.info(
+            "call %s opened by %s for space %s, media node %s",
+            taken.call_id,
+            self.clinician,
+            space_id,
+            node_id or "none yet: allocation queued",
+        )
+        if node_id is None:
             # Placing the call here saves the task queue's round trip on every join; a
             # worker keeps trying only when no node has room right now.
             self.services.celery.send_task(ALLOCATE_MEDIA_NODE, args=[taken.call_id])
@@ -119,7 +135,8 @@ class StaffActions:
         if moved is not None and moved[2]:
             # A full inbox: the browsers leave the call themselves and the node follows them.
             with contextlib.suppress(MediaBusy):
-                self.services.socket_live.send_to_node(moved[2], NodeCloseRoom(call=moved[1]))
+                close = NodeCloseRoom(call=moved[1], request_id=current_request_id())
+                self.services.socket_live.send_to_node(moved[2], close)
 
     def remove(self, space_id: str) -> None:
         """ "Remove": the patient is told and their space deleted with everything in it."""
