@@ -52,8 +52,9 @@ def space_events(space_id: str) -> str:
 
 def call(call_id: str) -> str:
     """HASH: one call — kind (`space` or `room`), clinic_id, space_id or room (key), node_id,
-    started_at, clinician_id, locked_at (a locked room), and `seen:<participant>` (when that
-    participant's page was last connected)."""
+    started_at, clinician_id, locked_at (a locked room), request_id (of the request that opened
+    it, for the logs), and `seen:<participant>` (when that participant's page was last
+    connected)."""
     return f"{PREFIX}:call:{call_id}"
 
 

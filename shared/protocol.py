@@ -471,6 +471,9 @@ class NodeOffer(Message):
     sdp: str
     #: The socket the offer came through; a later offer from a new socket replaces this one.
     connection: str
+    #: The request that opened the call (the join): the node logs its lines for the offer with
+    #: it, so one grep follows a call from the join through a worker to the node.
+    request_id: str = ""
 
 
 @message
@@ -484,6 +487,8 @@ class NodeLeave(Message):
     #: Only the connection this socket made is closed: a stale socket that closes late must not
     #: take down the connection the same participant has since made from a new one.
     connection: str
+    #: The request that opened the call, as in NodeOffer.
+    request_id: str = ""
 
 
 @message
@@ -493,6 +498,8 @@ class NodeCloseRoom(Message):
 
     type: ClassVar[str] = "node-close-room"
     call: str
+    #: The request that ended the call.
+    request_id: str = ""
 
 
 # --- web → web ----------------------------------------------------------------------------------

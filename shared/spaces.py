@@ -24,6 +24,7 @@ from redis import Redis
 from shared import keys
 from shared.calls import CALL_CAPACITY, PRESENCE_STALE
 from shared.errors import CloseReason, RoomFull, SpaceAlreadyClaimed, SpaceNotFound
+from shared.logs import current_request_id
 from shared.protocol import (
     BackToWaiting,
     CallStarted,
@@ -143,7 +144,7 @@ return 1
 # KEYS: space. ARGV: space id, clinician id, clinician name, now, mode (join | resume | add),
 # call id (a new one to join; the call to add to), the call key prefix, the patient's
 # participant id, their person JSON (as the call's people hold it), stale before, capacity,
-# the participants' TTL.
+# the participants' TTL, the request id (kept with a new call, for the logs).
 #   join:   a waiting patient, into a new call of theirs;
 #   resume: a patient on hold, back into the same call, by the clinician who held them;
 #   add:    a waiting patient (or one this clinician holds) into this clinician's call.
@@ -169,7 +170,7 @@ local call = ARGV[7] .. call_id
 local ttl = redis.call('TTL', KEYS[1])
 if mode == 'join' then
   redis.call('HSET', call, 'kind', 'space', 'clinic_id', s[5], 'space_id', ARGV[1],
-             'clinician_id', ARGV[2], 'started_at', ARGV[4])
+             'clinician_id', ARGV[2], 'started_at', ARGV[4], 'request_id', ARGV[13])
   redis.call('EXPIRE', call, ttl)
 elseif redis.call('EXISTS', call) == 0 then
   return {'no-call'}
@@ -306,6 +307,47 @@ return 1
 """
 
 
+# KEYS: the waiting areas, then the set of room calls. ARGV: the space and call key prefixes.
+# Read-only, for metrics: per waiting area its patients waiting, in a call and on hold; then
+# the consultation calls (those its patients are in) and room calls that still exist, and the
+# participants inside each kind. One pass over the patients, no key written.
+_FIGURES = """
+local areas, calls = {}, {}
+for i = 1, #KEYS - 1 do
+  local counts = {0, 0, 0}
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[i], 0, -1)) do
+    local s = redis.call('HMGET', ARGV[1] .. id, 'status', 'call_id')
+    if s[1] == 'waiting' then counts[1] = counts[1] + 1
+    elseif s[1] == 'in-call' then counts[2] = counts[2] + 1
+    elseif s[1] == 'on-hold' then counts[3] = counts[3] + 1 end
+    if s[2] then calls[s[2]] = 1 end
+  end
+  areas[i] = counts
+end
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[#KEYS])) do calls[id] = 2 end
+local totals = {0, 0, 0, 0}
+for id, kind in pairs(calls) do
+  if redis.call('EXISTS', ARGV[2] .. id) == 1 then
+    totals[kind] = totals[kind] + 1
+    totals[kind + 2] = totals[kind + 2] + redis.call('ZCARD', ARGV[2] .. id .. ':participants')
+  end
+end
+return {areas, totals}
+"""
+
+
+@dataclass(frozen=True)
+class LiveFigures:
+    """What the live state holds right now, for metrics."""
+
+    #: clinic id → {status → patients}, for every clinic with a waiting area in Redis.
+    patients: dict[int, dict[str, int]]
+    #: kind (`consultation`, `room`) → calls open.
+    calls: dict[str, int]
+    #: kind → people inside those calls.
+    participants: dict[str, int]
+
+
 @dataclass(frozen=True)
 class Taken:
     """A patient a clinician now sees: the space and its call (`opened`: a call just made)."""
@@ -329,6 +371,7 @@ class Spaces:
         self._back_to_waiting = redis.register_script(_BACK_TO_WAITING)
         self._presence = redis.register_script(_PRESENCE)
         self._append = redis.register_script(_APPEND)
+        self._figures = redis.register_script(_FIGURES)
 
     def publish(self, channel: str, message: Message) -> None:
         self.redis.publish(channel, message.encode())
@@ -482,6 +525,7 @@ class Spaces:
                 repr(now - PRESENCE_STALE),
                 CALL_CAPACITY,
                 keys.CALL_TTL,
+                current_request_id(),
             ],
         )
         if result[0] in ("missing", "no-call"):
@@ -688,6 +732,23 @@ class Spaces:
             if max(seen or [float(call.get("started_at") or 0)]) < cutoff:
                 deserted.append((space_id, call_id))
         return deserted
+
+    def figures(self) -> LiveFigures:
+        """Patients per clinic and status, calls and their participants: one SCAN for the
+        waiting areas and one read-only script (cheap enough for every scrape)."""
+        clinics = self.clinics()
+        areas, totals = self._figures(
+            keys=[*(keys.waiting_area(c) for c in clinics), keys.ROOM_CALLS],
+            args=[keys.space(""), keys.call("")],
+        )
+        return LiveFigures(
+            patients={
+                clinic: dict(zip((WAITING, IN_CALL, ON_HOLD), counts, strict=True))
+                for clinic, counts in zip(clinics, areas, strict=True)
+            },
+            calls={"consultation": totals[0], "room": totals[1]},
+            participants={"consultation": totals[2], "room": totals[3]},
+        )
 
     def clinics(self) -> list[int]:
         """Ids of clinics that have a waiting area in Redis right now."""

@@ -17,9 +17,10 @@ from flask_sock import ConnectionClosed, Sock
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from shared import logs
 from shared.config import Settings
 from shared.protocol import check_depth
-from web import i18n
+from web import i18n, metrics
 from web.services import Services
 
 #: Sent with every response: scripts and connections only from this site (its sockets at the
@@ -70,12 +71,14 @@ class GuardedSock(Sock):
     reconnect after.
     """
 
-    def route(self, path: str, bp: Any = None, **kwargs: Any) -> Callable[..., Any]:
+    def route(self, path: str, bp: Any = None, *, kind: str, **kwargs: Any) -> Callable[..., Any]:
+        """A socket route; `kind` names its sockets in the metrics (patient, dashboard, …)."""
         register = super().route(path, bp, **kwargs)
 
         def decorator(handler: Callable[..., None]) -> Callable[..., None]:
             @functools.wraps(handler)
             def guarded(ws: Any, *args: Any, **kwargs: Any) -> None:
+                metrics.socket_opened(kind)
                 try:
                     handler(ws, *args, **kwargs)
                 except ConnectionClosed:
@@ -84,6 +87,8 @@ class GuardedSock(Sock):
                     log.exception("socket handler %s failed", request.endpoint)
                     with contextlib.suppress(Exception):
                         ws.close(reason=SOCKET_INTERNAL_ERROR, message="server error")
+                finally:
+                    metrics.socket_closed(kind)
 
             register(guarded)
             return guarded
@@ -117,9 +122,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         # connection; more often, ten thousand waiting sockets' pings cost a core's tenth.
         SOCK_SERVER_OPTIONS={"ping_interval": 50, "max_message_size": 192 * 1024},
     )
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings, "web")
     app.extensions["vidclinic"] = Services(settings)
     if settings.proxy_hops:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
@@ -136,7 +139,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     sock.init_app(app)
     i18n.init_app(app)
 
-    from web import clinic, errors
+    from web import clinic, errors, health
     from web.admin import clinic_settings  # noqa: F401  (routes on the admin blueprint)
     from web.admin.views import bp as admin_bp
     from web.auth import account, team_links  # noqa: F401  (routes on the auth blueprint)
@@ -151,6 +154,20 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(blueprint)
     errors.init_app(app)
     clinic.init_app(app)
+    health.init_app(app, settings)
+    metrics.init_app(app, settings, app.extensions["vidclinic"].spaces)
+
+    @app.before_request
+    def _request_id() -> None:
+        # A socket's request lasts as long as the socket: its id marks all it does.
+        g.request_id = logs.request_id_from(request.headers.get("X-Request-ID"))
+        g.request_id_token = logs.REQUEST_ID.set(g.request_id)
+
+    @app.teardown_request
+    def _forget_request_id(_exc: BaseException | None) -> None:
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            logs.REQUEST_ID.reset(token)
 
     @app.before_request
     def _no_socket_compression() -> None:
@@ -170,6 +187,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
         for header, value in SECURITY_HEADERS.items():
             response.headers.setdefault(header, value)
+        if "request_id" in g:
+            response.headers["X-Request-ID"] = g.request_id
         if request.endpoint != "static":
             # Every page here is someone's: patient cards and names, a patient's own space, a
             # form's CSRF token. No browser or proxy cache may keep a copy.
@@ -181,12 +200,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         session = g.pop("db", None)
         if session is not None:
             session.close()
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        """For load balancers and orchestrators: Redis answers."""
-        Services.current().redis.ping()
-        return {"status": "ok"}
 
     return app
 

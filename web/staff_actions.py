@@ -8,6 +8,7 @@ as an `error` with a sentence in their language.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from flask import url_for
@@ -17,11 +18,14 @@ from shared.consultations import close_room, end_consultation
 from shared.errors import CloseReason, RoomFull, SpaceAlreadyClaimed, SpaceNotFound
 from shared.protocol import Joined
 from shared.spaces import ON_HOLD, WAITING, Space
+from web import metrics
 from web.errors import message_for
 from web.i18n import gettext as _
 from web.services import Services
 from web.signalling import SocketSession
 from workers.app import ALLOCATE_MEDIA_NODE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,7 +69,18 @@ class StaffActions:
             # The patient took their place among those inside as they came in: everyone in the
             # call hears who is inside now (their page, coming in, is no newcomer).
             self.services.socket_calls.announce(taken.call_id)
-        if taken.opened and self.services.socket_live.place_call(taken.call_id) is None:
+        if not taken.opened:
+            return taken.call_id
+        metrics.patient_joined(taken.space.entered_at)
+        node_id = self.services.socket_live.place_call(taken.call_id)
+        log.info(
+            "call %s opened by %s for space %s, media node %s",
+            taken.call_id,
+            self.clinician,
+            space_id,
+            node_id or "none yet: allocation queued",
+        )
+        if node_id is None:
             # Placing the call here saves the task queue's round trip on every join; a
             # worker keeps trying only when no node has room right now.
             self.services.celery.send_task(ALLOCATE_MEDIA_NODE, args=[taken.call_id])

@@ -81,7 +81,7 @@ def call_page(slug: str, call_id: str) -> str:
     )
 
 
-@sock.route("/clinics/<slug>/calls/<call_id>/ws", bp=bp)
+@sock.route("/clinics/<slug>/calls/<call_id>/ws", bp=bp, kind="call")
 def call_socket(ws: object, slug: str, call_id: str) -> None:
     """Signalling for the clinician in a call; "end-call" ends the consultation for everyone.
 

@@ -242,7 +242,7 @@ def space_page(slug: str) -> str | Response:
     )
 
 
-@sock.route("/c/<slug>/space/ws", bp=bp)
+@sock.route("/c/<slug>/space/ws", bp=bp, kind="patient")
 def space_socket(ws: object, slug: str) -> None:
     """The patient's socket: their own space's events, and signalling once a clinician joins.
 

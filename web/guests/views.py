@@ -130,7 +130,7 @@ def guest_room(token: str) -> ResponseReturnValue:
     )
 
 
-@sock.route("/g/<token>/ws", bp=bp)
+@sock.route("/g/<token>/ws", bp=bp, kind="guest")
 def guest_socket(ws: object, token: str) -> None:
     """A guest inside their room: admission, signalling, lock; cut off when the link is revoked."""
     services = Services.current()

@@ -169,7 +169,7 @@ def delete(slug: str, key: str) -> Response:
     return redirect(url_for("rooms.room_list", slug=slug), 303)
 
 
-@sock.route("/clinics/<slug>/rooms/ws", bp=bp)
+@sock.route("/clinics/<slug>/rooms/ws", bp=bp, kind="room-list")
 def room_list_socket(ws: object, slug: str) -> None:
     """Who is inside each of the clinic's rooms, kept live; it takes no messages."""
     services = Services.current()
@@ -212,7 +212,7 @@ def room_page(slug: str, key: str) -> str:
     )
 
 
-@sock.route("/clinics/<slug>/rooms/<key>/ws", bp=bp)
+@sock.route("/clinics/<slug>/rooms/<key>/ws", bp=bp, kind="room")
 def room_socket(ws: object, slug: str, key: str) -> None:
     """A member inside a room: admission, signalling, lock, leaving."""
     services = Services.current()
