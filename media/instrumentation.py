@@ -3,7 +3,7 @@ other counters for its metrics.
 
 aiortc creates codecs through `get_decoder` (receiver) and `get_encoder` (sender). Wrapping both
 counts every frame that goes through a real codec; a forwarding node must keep both at zero
-while its `frames_forwarded` grows.
+while its `packets_forwarded` grows.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ class CodecUsage:
 
     frames_decoded: int = 0
     frames_encoded: int = 0
-    frames_forwarded: int = 0
+    #: RTP packets sent to subscribers as they arrived from publishers.
+    packets_forwarded: int = 0
 
     def as_fields(self) -> dict[str, int]:
         return {
             "frames_decoded": self.frames_decoded,
             "frames_encoded": self.frames_encoded,
-            "frames_forwarded": self.frames_forwarded,
+            "packets_forwarded": self.packets_forwarded,
         }
 
 
@@ -38,8 +39,10 @@ USAGE = CodecUsage()
 class MediaCounters:
     """What else the node counts for its metrics (media/metrics.py), on the event loop."""
 
-    #: Frames a slow subscriber's slot dropped (its queue was full), to restart at a keyframe.
-    frames_dropped: int = 0
+    #: NACKs the node sent publishers for packets that did not arrive.
+    nacks_sent: int = 0
+    #: Packets the node sent a subscriber again after its NACK.
+    retransmissions: int = 0
     #: Keyframe requests (PLI/FIR) that subscribers sent the node.
     keyframe_requests_received: int = 0
     #: PLIs the node sent publishers.

@@ -112,11 +112,16 @@ class MediaCollector(Collector):
         ):
             yield GaugeMetricFamily(f"vidclinic_media_{name}", text, value=value)
         for name, text, value in (
-            ("frames_forwarded", "Encoded frames forwarded to subscribers", usage.frames_forwarded),
             (
-                "frames_dropped",
-                "Frames dropped for subscribers that fell behind",
-                counters.frames_dropped,
+                "packets_forwarded",
+                "RTP packets forwarded to subscribers as they arrived",
+                usage.packets_forwarded,
+            ),
+            ("nacks_sent", "NACKs sent to publishers for missing packets", counters.nacks_sent),
+            (
+                "retransmissions",
+                "Packets sent again to subscribers after their NACKs",
+                counters.retransmissions,
             ),
             (
                 "frames_decoded",

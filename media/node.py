@@ -34,12 +34,14 @@ from shared.errors import RoomFull
 from shared.logs import REQUEST_ID
 from shared.protocol import (
     Answer,
+    Bitrate,
     Error,
     NodeCloseRoom,
     NodeLeave,
     NodeOffer,
     ProtocolError,
     Slots,
+    Speaker,
     decode,
 )
 
@@ -166,7 +168,29 @@ class MediaNode:
             self.ticked_at = time.monotonic()
             self.status = self._status()
             self._budgets.forget_idle()
+            await self._announce_speakers()
             await asyncio.sleep(TICK)
+
+    async def _announce_speakers(self) -> None:
+        """Tell each call who is speaking when that changed (every tick, from audio levels)."""
+        for room in list(self.rooms.values()):
+            speaker = room.loudest()
+            if speaker != room.speaker:
+                room.speaker = speaker
+                with contextlib.suppress(aioredis.RedisError):
+                    message = Speaker(participant=speaker).encode()
+                    await self.redis.publish(keys.call_events(room.call_id), message)
+
+    def _advise(self, channel: str) -> Callable[[int], None]:
+        """Tells a publisher's browser what to cap its video at (the weakest subscriber)."""
+
+        def advise(bitrate: int) -> None:
+            message = Bitrate(video=bitrate).encode()
+            task = asyncio.ensure_future(self.redis.publish(channel, message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        return advise
 
     async def _serve_inbox(self, stop: asyncio.Event) -> None:
         inbox = keys.media_node_inbox(self.id)
@@ -261,6 +285,7 @@ class MediaNode:
             if replaced and offer.call in self.rooms:
                 await self._announce_slots(self.rooms[offer.call])
             return
+        participant.advise_bitrate = self._advise(channel)
         room = self.rooms.setdefault(offer.call, Room(offer.call))
         room.add(participant)
         await self.redis.publish(channel, Answer(sdp=answer).encode())

@@ -17,10 +17,10 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
-from media.forwarder import Publication, SlotTrack
+from media.forwarder import Publication, SlotForwarder
 from media.instrumentation import COUNTERS
 from media.sdp import EXPECTED_KINDS, BadOffer, IPNetwork, check_offer
-from media.tap import packet_counts, redirect_keyframe_requests, tap_receiver
+from media.tap import PacketSender, packet_counts, tap_receiver
 from shared.protocol import SLOT_COUNT
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,8 @@ class Slot:
     """A receive slot: an audio and a video sender that carry one remote participant."""
 
     index: int
-    audio: SlotTrack
-    video: SlotTrack
+    audio: SlotForwarder
+    video: SlotForwarder
     participant: str | None = None
 
     def carry(self, publisher: Participant | None) -> None:
@@ -55,6 +55,8 @@ class Participant:
     pc: RTCPeerConnection
     publications: dict[str, Publication] = field(default_factory=dict)
     slots: list[Slot] = field(default_factory=list)
+    #: Tells this participant's browser to cap its video at a bitrate (bits per second).
+    advise_bitrate: Callable[[int], None] = lambda _bitrate: None
 
     @classmethod
     async def connect(
@@ -110,19 +112,30 @@ class Participant:
     def _publish(self, transceiver: RTCRtpTransceiver, media_ssrc: int | None) -> None:
         receiver = transceiver.receiver
         transceiver.direction = "recvonly"
-        publication = Publication(transceiver.kind, lambda: _send_pli(receiver, media_ssrc))
-        tap_receiver(receiver, publication.on_frame)
+        publication = Publication(
+            transceiver.kind,
+            media_ssrc,
+            lambda: _send_pli(receiver, media_ssrc),
+            lambda bitrate: self.advise_bitrate(bitrate),
+        )
+        tap_receiver(receiver, publication.on_packet, publication.on_sender_report)
         self.publications[transceiver.kind] = publication
 
     def _slot(self, index: int, audio: RTCRtpTransceiver, video: RTCRtpTransceiver) -> Slot:
-        slot = Slot(index, SlotTrack("audio"), SlotTrack("video"))
-        for transceiver, track in ((audio, slot.audio), (video, slot.video)):
+        forwarders = []
+        for transceiver in (audio, video):
             transceiver.direction = "sendonly"
-            transceiver.sender.replaceTrack(track)
-            # One stream per remote participant, so the browser lip-syncs each on its own.
+            # One stream per receive slot, so the browser lip-syncs each participant on its own.
             transceiver.sender._stream_id = f"{self.id}-slot{index}"
-        redirect_keyframe_requests(video.sender, lambda: _request_keyframe(slot.video))
-        return slot
+            forwarders.append(
+                SlotForwarder(
+                    transceiver.kind,
+                    lambda forwarder, t=transceiver: PacketSender(  # type: ignore[misc]
+                        t, forwarder.request_keyframe, forwarder.on_feedback
+                    ),
+                )
+            )
+        return Slot(index, forwarders[0], forwarders[1])
 
     def slot_for(self, participant_id: str) -> Slot | None:
         return next((s for s in self.slots if s.participant == participant_id), None)
@@ -137,12 +150,6 @@ class Participant:
             publication.close()
         COUNTERS.retire(*packet_counts(self.pc))
         await self.pc.close()
-
-
-def _request_keyframe(track: SlotTrack) -> None:
-    COUNTERS.keyframe_requests_received += 1
-    if track.source is not None:
-        track.source.request_keyframe()
 
 
 def _send_pli(receiver: RTCRtpReceiver, media_ssrc: int | None) -> bool:

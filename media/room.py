@@ -20,6 +20,8 @@ class Room:
     def __init__(self, call_id: str) -> None:
         self.call_id = call_id
         self.participants: dict[str, Participant] = {}
+        #: Who was last announced as speaking ("" for nobody).
+        self.speaker = ""
 
     def check_room_for(self, participant_id: str) -> None:
         """Raise RoomFull unless `participant_id` is here already or a place is free."""
@@ -43,6 +45,15 @@ class Room:
                 if slot is not None:
                     slot.carry(None)
         return gone
+
+    def loudest(self) -> str:
+        """Who is speaking loudest of late, by their packets' audio levels ("" for nobody)."""
+        levels = [
+            (level, participant.id)
+            for participant in self.participants.values()
+            if (level := participant.publications["audio"].speaking_level()) is not None
+        ]
+        return min(levels)[1] if levels else ""
 
     def slot_map(self, participant: Participant) -> list[dict[str, object]]:
         """What the browser of `participant` needs to label its slots."""

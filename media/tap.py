@@ -1,65 +1,179 @@
-"""Where the node reaches into aiortc: taking encoded frames out of a receiver, and routing a
-subscriber's keyframe requests to the publisher.
+"""Where the node reaches into aiortc to forward RTP packets as they arrive.
+
+aiortc keeps doing what it does well on every peer connection: ICE, DTLS, SRTP, the SDP, RTCP
+receiver and sender reports, REMB, NACKs to publishers and RTX. What the node changes:
+
+- receiving, a published track's jitter buffer is replaced by a pass-through, so each packet
+  (RTX already unwrapped, NACKs already sent for what is missing) goes to the subscribers the
+  moment it arrives: no frame is reassembled, none decoded;
+- sending, a slot's sender never runs its own loop (its track never yields a frame); packets
+  are written onto its transport under its SSRC, payload type and header extensions, and
+  recorded where its NACK handler (retransmission, as RTX where negotiated) and its sender
+  reports read them.
 
 These are private, name-mangled attributes of aiortc 1.16.0 (pinned exactly in pyproject.toml);
 `check_internals` runs at node start and in tests/unit/test_aiortc_internals.py so an upgrade
-that moves them fails loudly instead of silently decoding.
+that moves them fails loudly instead of silently misbehaving.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
-from aiortc.jitterbuffer import JitterFrame
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtp import RTP_HISTORY_SIZE, AnyRtcpPacket, RtcpSrPacket, RtpPacket
 
-_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+from media.instrumentation import COUNTERS
+
+_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 #: Per remote SSRC, a receiver's RTP statistics (packets received, lost).
 _REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"
-#: RTP packets a sender sent.
-_PACKET_COUNT = "_RTCRtpSender__packet_count"
+_SENDER = "_RTCRtpSender__"
+#: What a sender's NACK handler and sender reports read, and what its loop would write.
+_SENDER_STATE = (
+    "rtp_history",
+    "rtp_header_extensions_map",
+    "mid",
+    "ntp_timestamp",
+    "rtp_timestamp",
+    "octet_count",
+    "packet_count",
+)
 
-FrameHandler = Callable[[Any, JitterFrame], None]
+PacketHandler = Callable[[RtpPacket], Awaitable[None]]
+#: Called with a publisher's sender report: (SSRC, NTP time, RTP timestamp).
+SenderReportHandler = Callable[[int, int, int], None]
+#: Called with each RTCP packet a subscriber sends about a slot's stream.
+FeedbackHandler = Callable[[AnyRtcpPacket], None]
 
 
 class InternalsChanged(RuntimeError):
     """aiortc no longer has an internal the media node relies on."""
 
 
-class EncodedFrameTap:
-    """Stands in for a receiver's decoder queue, so reassembled frames are forwarded, not decoded.
+class PassThrough:
+    """Stands in for a receiver's jitter buffer: keeps each packet for the tap, holds none back
+    to reassemble a frame (the receiver then has no frame to decode)."""
 
-    The receiver puts `(codec, JitterFrame)` on its decoder queue from the event loop; its decoder
-    thread only ever sees the stop sentinel, so no decoder is created.
+    def __init__(self) -> None:
+        self.packets: list[RtpPacket] = []
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:
+        self.packets.append(packet)
+        return False, None
+
+
+def tap_receiver(
+    receiver: RTCRtpReceiver, on_packet: PacketHandler, on_sender_report: SenderReportHandler
+) -> None:
+    """Hand every packet the receiver takes in to `on_packet` as it arrives, and every sender
+    report of the publisher to `on_sender_report`."""
+    if not hasattr(receiver, _JITTER_BUFFER):
+        raise InternalsChanged(f"RTCRtpReceiver has no {_JITTER_BUFFER}")
+    passthrough = PassThrough()
+    setattr(receiver, _JITTER_BUFFER, passthrough)
+    handle_rtp, handle_rtcp = receiver._handle_rtp_packet, receiver._handle_rtcp_packet
+
+    async def rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+        await handle_rtp(packet, arrival_time_ms)
+        while passthrough.packets:
+            await on_packet(passthrough.packets.pop(0))
+
+    async def rtcp(packet: AnyRtcpPacket) -> None:
+        await handle_rtcp(packet)
+        if isinstance(packet, RtcpSrPacket):
+            info = packet.sender_info
+            on_sender_report(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
+
+    receiver._handle_rtp_packet = rtp  # type: ignore[method-assign]
+    receiver._handle_rtcp_packet = rtcp  # type: ignore[method-assign]
+    send_nack = receiver._send_rtcp_nack
+
+    async def counted_nack(media_ssrc: int, lost: list[int]) -> None:
+        COUNTERS.nacks_sent += 1
+        await send_nack(media_ssrc, lost)
+
+    receiver._send_rtcp_nack = counted_nack  # type: ignore[method-assign]
+
+
+class _Idle(MediaStreamTrack):
+    """A slot sender's track: it never yields a frame, so the sender's own loop (which would
+    pack, or encode, what a track gives) waits for ever, at no cost."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def recv(self) -> Any:
+        await self._never
+        raise AssertionError("an idle track yields nothing")
+
+
+class PacketSender:
+    """Writes forwarded packets onto one slot's RTCRtpSender as if its own loop had sent them.
+
+    A subscriber's NACK then retransmits from the sender's history (as RTX where negotiated),
+    and its sender reports count what was sent and map its RTP timestamps to wall-clock time.
     """
 
-    def __init__(self, on_frame: FrameHandler) -> None:
-        self._on_frame = on_frame
-        self._stopped = threading.Event()
+    def __init__(
+        self,
+        transceiver: RTCRtpTransceiver,
+        on_keyframe_request: Callable[[], None],
+        on_feedback: FeedbackHandler,
+    ) -> None:
+        self.sender = transceiver.sender
+        self._transceiver = transceiver
+        self._payload_type: int | None = None
+        self.sender.replaceTrack(_Idle(transceiver.kind))
+        # A PLI or FIR would only flag an encoder that never runs: ask the publisher instead.
+        self.sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+        handle_rtcp, retransmit = self.sender._handle_rtcp_packet, self.sender._retransmit
 
-    def put(self, item: tuple[Any, JitterFrame] | None) -> None:
-        if item is None:
-            self._stopped.set()
-        else:
-            self._on_frame(*item)
+        async def rtcp(packet: AnyRtcpPacket) -> None:
+            await handle_rtcp(packet)
+            on_feedback(packet)
 
-    def get(self) -> None:
-        """Called by the receiver's decoder thread: block until the receiver stops."""
-        self._stopped.wait()
+        async def counted_retransmit(sequence_number: int) -> None:
+            COUNTERS.retransmissions += 1
+            await retransmit(sequence_number)
 
+        self.sender._handle_rtcp_packet = rtcp  # type: ignore[method-assign]
+        self.sender._retransmit = counted_retransmit  # type: ignore[method-assign]
 
-def tap_receiver(receiver: RTCRtpReceiver, on_frame: FrameHandler) -> None:
-    """Hand every encoded frame the receiver reassembles to `on_frame` instead of a decoder."""
-    if not hasattr(receiver, _DECODER_QUEUE):
-        raise InternalsChanged(f"RTCRtpReceiver has no {_DECODER_QUEUE}")
-    setattr(receiver, _DECODER_QUEUE, EncodedFrameTap(on_frame))
+    @property
+    def ssrc(self) -> int:
+        return self.sender._ssrc
 
+    def ready(self) -> bool:
+        """True once the connection is up and the sender started (it knows its extensions)."""
+        return self.sender.transport.state == "connected" and bool(self._transceiver._codecs)
 
-def redirect_keyframe_requests(sender: RTCRtpSender, request: Callable[[], None]) -> None:
-    """A PLI or FIR from the subscriber would only flag an encoder we never run: ask upstream."""
-    sender._send_keyframe = request  # type: ignore[method-assign]
+    async def send(self, packet: RtpPacket, ntp_time: int) -> None:
+        """Send `packet` (already carrying this stream's sequence number and timestamp) as this
+        sender's; `ntp_time` is the wall-clock time its sender reports give that timestamp."""
+        sender = self.sender
+        if self._payload_type is None:
+            self._payload_type = int(self._transceiver._codecs[0].payloadType or 0)
+        packet.ssrc = sender._ssrc
+        packet.payload_type = self._payload_type
+        packet.extensions.mid = getattr(sender, _SENDER + "mid")
+        packet.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+        data = packet.serialize(getattr(sender, _SENDER + "rtp_header_extensions_map"))
+        try:
+            await sender.transport._send_rtp(data)
+        except ConnectionError:
+            return
+        getattr(sender, _SENDER + "rtp_history")[packet.sequence_number % RTP_HISTORY_SIZE] = packet
+        setattr(sender, _SENDER + "ntp_timestamp", ntp_time)
+        setattr(sender, _SENDER + "rtp_timestamp", packet.timestamp)
+        octets = getattr(sender, _SENDER + "octet_count")
+        setattr(sender, _SENDER + "octet_count", octets + len(packet.payload))
+        setattr(sender, _SENDER + "packet_count", getattr(sender, _SENDER + "packet_count") + 1)
 
 
 def packet_counts(pc: RTCPeerConnection) -> tuple[int, int, int]:
@@ -73,20 +187,32 @@ def packet_counts(pc: RTCPeerConnection) -> tuple[int, int, int]:
         for stream in getattr(transceiver.receiver, _REMOTE_STREAMS).values():
             received += stream.packets_received
             lost += stream.packets_lost
-        sent += getattr(transceiver.sender, _PACKET_COUNT)
+        sent += getattr(transceiver.sender, _SENDER + "packet_count")
     return received, lost, sent
 
 
 def check_internals() -> None:
     """Raise InternalsChanged when aiortc moved something this module relies on."""
-    for owner, name in (
-        (RTCRtpReceiver, _DECODER_QUEUE),
-        (RTCRtpReceiver, _REMOTE_STREAMS),
-        (RTCRtpSender, _PACKET_COUNT),
+    created = RTCRtpReceiver.__init__.__code__.co_names
+    for name in (_JITTER_BUFFER, _REMOTE_STREAMS):
+        if name not in created:
+            raise InternalsChanged(f"RTCRtpReceiver no longer creates {name}")
+    created = RTCRtpSender.__init__.__code__.co_names
+    for name in _SENDER_STATE:
+        if _SENDER + name not in created:
+            raise InternalsChanged(f"RTCRtpSender no longer creates {_SENDER}{name}")
+    for owner, method in (
+        (RTCRtpReceiver, "_handle_rtp_packet"),
+        (RTCRtpReceiver, "_handle_rtcp_packet"),
+        (RTCRtpReceiver, "_send_rtcp_nack"),
+        (RTCRtpReceiver, "_send_rtcp_pli"),
+        (RTCRtpSender, "_handle_rtcp_packet"),
+        (RTCRtpSender, "_retransmit"),
+        (RTCRtpSender, "_send_keyframe"),
     ):
-        if name not in owner.__init__.__code__.co_names:
-            raise InternalsChanged(f"{owner.__name__} no longer creates {name}")
-    for name in ("_send_keyframe", "_send_rtcp_pli"):
-        owner = RTCRtpSender if name == "_send_keyframe" else RTCRtpReceiver
-        if not callable(getattr(owner, name, None)):
-            raise InternalsChanged(f"{owner.__name__}.{name} is gone")
+        if not callable(getattr(owner, method, None)):
+            raise InternalsChanged(f"{owner.__name__}.{method} is gone")
+    if "_codecs" not in RTCRtpTransceiver.__init__.__code__.co_names:
+        raise InternalsChanged("RTCRtpTransceiver no longer keeps _codecs")
+    if "_RTCRtpReceiver__jitter_buffer" not in RTCRtpReceiver._handle_rtp_packet.__code__.co_names:
+        raise InternalsChanged("RTCRtpReceiver no longer hands packets to its jitter buffer")

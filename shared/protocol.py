@@ -541,5 +541,25 @@ class Slots(Message):
     slots: list[dict[str, Any]]
 
 
+@message
+@dataclass(frozen=True)
+class Bitrate(Message):
+    """What the publisher's video should be capped at (bits per second): what the weakest of
+    its subscribers can take, as their receiver reports and REMB say."""
+
+    type: ClassVar[str] = "bitrate"
+    video: int
+
+
+@message
+@dataclass(frozen=True)
+class Speaker(Message):
+    """Who in the call is speaking now (a participant id; empty when nobody is), from the audio
+    levels publishers' packets carry: the node decodes nothing to know it."""
+
+    type: ClassVar[str] = "speaker"
+    participant: str
+
+
 #: Remote participants a browser can receive without renegotiating (a call holds up to 6).
 SLOT_COUNT = 5

@@ -31,7 +31,8 @@ async def _until(check: Callable[[], bool], timeout: float = 20.0) -> None:
 
 async def _node_counters(client: aioredis.Redis) -> dict[str, int]:
     raw = await client.hgetall(keys.media_node(NODE))
-    return {k: int(float(v)) for k, v in raw.items() if k.startswith("frames_") or k == "load"}
+    counted = ("frames_", "packets_", "load")
+    return {k: int(float(v)) for k, v in raw.items() if k.startswith(counted)}
 
 
 def _hears_all(bot: Bot, others: list[str]) -> bool:
@@ -63,7 +64,7 @@ def test_three_participants_each_receive_both_others_without_transcoding(stack: 
                 assert all(count > 10 for count in bot.audio_frames.values())
             await asyncio.sleep(1.5)  # one heartbeat publishes the counters
             after = await _node_counters(client)
-            assert after["frames_forwarded"] - before["frames_forwarded"] > 100
+            assert after["packets_forwarded"] - before["packets_forwarded"] > 100
             assert after["frames_decoded"] == before["frames_decoded"] == 0
             assert after["frames_encoded"] == before["frames_encoded"] == 0
         finally:

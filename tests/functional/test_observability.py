@@ -283,7 +283,7 @@ def test_media_metrics_count_forwarding(observed: Observed, visit: Visit) -> Non
     run(scenario())
     after = _until_scraped(url, "vidclinic_media_participants", 0)
     for counter in (
-        "vidclinic_media_frames_forwarded_total",
+        "vidclinic_media_packets_forwarded_total",
         "vidclinic_media_packets_received_total",
         "vidclinic_media_packets_sent_total",
     ):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from aiortc import RTCPeerConnection, RTCRtpReceiver
-from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtp import RtpPacket
 
 from media import instrumentation
 from media.tap import check_internals, tap_receiver
@@ -17,20 +17,20 @@ from tests.support.bots import MovingPicture
 def test_the_internals_the_node_relies_on_exist() -> None:
     check_internals()
     receiver = RTCRtpReceiver.__init__.__code__
-    assert "_RTCRtpReceiver__decoder_queue" in receiver.co_names
+    assert "_RTCRtpReceiver__jitter_buffer" in receiver.co_names
 
 
 async def _send_video(tapped: bool, seconds: float = 1.5) -> tuple[int, int, int]:
     """Send a synthetic video between two in-process peer connections.
 
-    Returns (frames seen by the tap, frames decoded, frames encoded) during the run.
+    Returns (packets seen by the tap, frames decoded, frames encoded) during the run.
     """
     instrumentation.install()
     usage = instrumentation.USAGE
     decoded0, encoded0 = usage.frames_decoded, usage.frames_encoded
     sender, receiver = RTCPeerConnection(), RTCPeerConnection()
     sender.addTrack(MovingPicture())
-    tapped_frames: list[JitterFrame] = []
+    tapped_packets: list[RtpPacket] = []
     drains: list[asyncio.Future[None]] = []
     received = asyncio.Event()
 
@@ -43,7 +43,11 @@ async def _send_video(tapped: bool, seconds: float = 1.5) -> tuple[int, int, int
     await sender.setLocalDescription(await sender.createOffer())
     await receiver.setRemoteDescription(sender.localDescription)
     if tapped:
-        tap_receiver(receiver.getTransceivers()[0].receiver, lambda _c, f: tapped_frames.append(f))
+
+        async def keep(packet: RtpPacket) -> None:
+            tapped_packets.append(packet)
+
+        tap_receiver(receiver.getTransceivers()[0].receiver, keep, lambda *_report: None)
     await receiver.setLocalDescription(await receiver.createAnswer())
     await sender.setRemoteDescription(receiver.localDescription)
     await asyncio.wait_for(received.wait(), 10)
@@ -51,7 +55,7 @@ async def _send_video(tapped: bool, seconds: float = 1.5) -> tuple[int, int, int
     await sender.close()
     await receiver.close()
     return (
-        len(tapped_frames),
+        len(tapped_packets),
         usage.frames_decoded - decoded0,
         usage.frames_encoded - encoded0,
     )
@@ -65,7 +69,7 @@ async def _drain(track: object) -> None:
         return
 
 
-def test_a_tapped_receiver_hands_on_encoded_frames_and_decodes_none() -> None:
+def test_a_tapped_receiver_hands_on_each_packet_and_decodes_none() -> None:
     tapped, decoded, encoded = run(_send_video(tapped=True))
     assert tapped > 5
     assert decoded == 0

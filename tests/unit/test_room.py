@@ -5,12 +5,27 @@ from __future__ import annotations
 import pytest
 from aiortc import RTCPeerConnection
 
-from media.forwarder import Publication, SlotTrack
+from media.forwarder import Publication, SlotForwarder
 from media.participant import Participant, Slot
 from media.room import CAPACITY, Room
 from shared.errors import RoomFull
 from shared.protocol import SLOT_COUNT
 from tests.support.aio import run
+
+
+class _Unsent:
+    """A slot's sender that never connects (the room only decides who is carried where)."""
+
+    ssrc = 0
+
+    def __init__(self, _forwarder: SlotForwarder) -> None:
+        pass
+
+    def ready(self) -> bool:
+        return False
+
+    async def send(self, _packet: object, _ntp_time: int) -> None:
+        raise AssertionError("nothing is sent")
 
 
 def _participant(name: str) -> Participant:
@@ -19,8 +34,11 @@ def _participant(name: str) -> Participant:
         name=name.title(),
         connection="c-" + name,
         pc=RTCPeerConnection(),
-        publications={kind: Publication(kind, lambda: True) for kind in ("audio", "video")},
-        slots=[Slot(i, SlotTrack("audio"), SlotTrack("video")) for i in range(SLOT_COUNT)],
+        publications={kind: Publication(kind, None, lambda: True) for kind in ("audio", "video")},
+        slots=[
+            Slot(i, SlotForwarder("audio", _Unsent), SlotForwarder("video", _Unsent))
+            for i in range(SLOT_COUNT)
+        ],
     )
 
 

@@ -8,8 +8,8 @@ const VC = (() => {
   const TOLD_AS_IS = ["call-full", "already-being-seen", "space-not-found", "not-your-clinic"];
   // Connections that fail one after another (about 10 s each) before the page gives up.
   const FAILED_ATTEMPTS = 4;
-  const MAX_VIDEO_BITRATE = 600000; // the media node does no congestion control: cap at source
-  const SPEAKING_LEVEL = 0.05; // audioLevel (0..1) above which a participant counts as speaking
+  // The camera's cap at most (the node may ask for less: it does no congestion control).
+  const MAX_VIDEO_BITRATE = 600000;
   const PROTOCOL = 1;
 
   function readConfig(id) {
@@ -110,6 +110,10 @@ const VC = (() => {
       // Called when connections kept failing past FAILED_ATTEMPTS: the page says so.
       this.onGaveUp = () => {};
       this.failures = 0;
+      // What the camera is capped at: the node does no congestion control of its own, so the
+      // source sends no more than the weakest subscriber takes.
+      this.videoCap = MAX_VIDEO_BITRATE;
+      this.speaker = "";
       this.muted = false;
       this.cameraOff = false;
       // When each step of the call's start happened (Date.now()): for diagnostics and the
@@ -218,11 +222,7 @@ const VC = (() => {
       if (!this.pc) return;
       this.mark("answer");
       await this.pc.setRemoteDescription({ type: "answer", sdp });
-      const sender = this.senders.video;
-      const params = sender.getParameters();
-      if (!params.encodings || !params.encodings.length) params.encodings = [{}];
-      params.encodings[0].maxBitrate = MAX_VIDEO_BITRATE;
-      try { await sender.setParameters(params); } catch (e) { /* keep the default */ }
+      await this.applyVideoCap();
     }
 
     /* Show each remote participant in the slot the node assigned; empty slots disappear. */
@@ -304,31 +304,31 @@ const VC = (() => {
       });
     }
 
-    /* Mark who is speaking: the loudest remote participant above a threshold, from the audio
-       level the browser measures on what it receives (no decoding on the server). */
-    async showSpeaker(label) {
-      if (!this.pc) return;
-      const levels = new Map();
-      (await this.pc.getStats()).forEach((report) => {
-        if (report.type === "inbound-rtp" && report.kind === "audio" && report.audioLevel !== undefined) {
-          levels.set(report.trackIdentifier, report.audioLevel);
-        }
-      });
-      let loudest = null;
-      this.slots.forEach((slot) => {
-        const level = levels.get(slot.audioTrack) || 0;
-        if (slot.figure && level > SPEAKING_LEVEL && (!loudest || level > loudest.level)) {
-          loudest = { slot, level };
-        }
-      });
+    /* Mark who is speaking (the node tells, from the audio levels in the packets it forwards). */
+    showSpeaker(participant, label) {
       this.slots.forEach((slot) => {
         if (!slot.figure) return;
-        const speaking = Boolean(loudest && loudest.slot === slot);
+        const speaking = Boolean(participant) && slot.participant === participant;
         slot.figure.classList.toggle("speaking", speaking);
         const mark = slot.figure.querySelector("[data-speaking]");
         mark.hidden = !speaking;
         mark.textContent = speaking ? label.replace("{name}", slot.name) : "";
       });
+    }
+
+    /* Cap the camera's bitrate: the node asks when a subscriber cannot take more. */
+    async capVideo(bitrate) {
+      this.videoCap = Math.min(MAX_VIDEO_BITRATE, bitrate);
+      await this.applyVideoCap();
+    }
+
+    async applyVideoCap() {
+      const sender = this.senders.video;
+      if (!sender) return;
+      const params = sender.getParameters();
+      if (!params.encodings || !params.encodings.length) params.encodings = [{}];
+      params.encodings[0].maxBitrate = this.videoCap;
+      try { await sender.setParameters(params); } catch (e) { /* keep the last cap */ }
     }
 
     setMuted(muted) { this.muted = muted; this.applyToggles(); }
@@ -510,7 +510,6 @@ const VC = (() => {
         socket.send({ type: "lock", locked: lockButton.dataset.locked !== "true" });
       });
     }
-    setInterval(() => { call.showSpeaker(strings.speaking).catch(() => {}); }, 500);
 
     const endedTexts = config.endedTexts || {};
     const socket = openSocket(config.socket, (message) => {
@@ -553,7 +552,9 @@ const VC = (() => {
           call.start(socket, message.node);
           break;
         case "answer": call.answer(message.sdp); break;
-        case "slots": call.setSlots(message.slots); break;
+        case "slots": call.setSlots(message.slots); call.showSpeaker(call.speaker, strings.speaking); break;
+        case "speaker": call.speaker = message.participant; call.showSpeaker(message.participant, strings.speaking); break;
+        case "bitrate": call.capVideo(message.video); break;
         case "room-state": showRoom(message); break;
         case "ended": finish(endedTexts[message.reason]); break;
         case "error":
