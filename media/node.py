@@ -138,7 +138,14 @@ class MediaNode:
         return sum(len(room.participants) for room in self.rooms.values())
 
     def _status(self) -> dict[str, int]:
-        return {"load": self.load, "rooms": len(self.rooms), **instrumentation.USAGE.as_fields()}
+        counters = instrumentation.COUNTERS
+        return {
+            "load": self.load,
+            "rooms": len(self.rooms),
+            **instrumentation.USAGE.as_fields(),
+            "nacks_sent": counters.nacks_sent,
+            "retransmissions": counters.retransmissions,
+        }
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then close every room and leave the registry."""

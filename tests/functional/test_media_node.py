@@ -74,6 +74,35 @@ def test_three_participants_each_receive_both_others_without_transcoding(stack: 
     _run(stack, scenario)
 
 
+def test_lost_packets_are_repaired_on_both_legs_and_the_picture_goes_on(stack: Stack) -> None:
+    """One video packet in ten lost between the publisher and the node, and one in ten between
+    the node and the subscriber: the node NACKs the publisher and answers the subscriber's
+    NACKs from its history (RTX), and the subscriber keeps decoding."""
+
+    async def scenario(client: aioredis.Redis, call: str) -> None:
+        before = await client.hgetall(keys.media_node(NODE))
+        publisher = Bot(client, NODE, call, "lossy-up", "Up", lose_sent=10)
+        subscriber = Bot(client, NODE, call, "lossy-down", "Down", lose_received=10)
+        try:
+            await publisher.join()
+            await subscriber.join()
+            await _until(lambda: subscriber.frames_from("lossy-up") > 10)
+            decoded = subscriber.frames_from("lossy-up")
+            await asyncio.sleep(5)
+            # At 30 frames a second, a picture repaired as it goes keeps coming (a frozen one
+            # would stop at the first lost packet until the next keyframe).
+            assert subscriber.frames_from("lossy-up") - decoded > 60
+            await asyncio.sleep(1.5)  # a heartbeat carries the counters
+            after = await client.hgetall(keys.media_node(NODE))
+            assert int(after["nacks_sent"]) > int(before.get("nacks_sent", 0))
+            assert int(after["retransmissions"]) > int(before.get("retransmissions", 0))
+        finally:
+            await publisher.leave()
+            await subscriber.leave()
+
+    _run(stack, scenario)
+
+
 def test_a_late_joiner_makes_the_node_ask_publishers_for_a_keyframe(stack: Stack) -> None:
     async def scenario(client: aioredis.Redis, call: str) -> None:
         first, second = Bot(client, NODE, call, "a", "A"), Bot(client, NODE, call, "b", "B")

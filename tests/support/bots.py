@@ -24,6 +24,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import AUDIO_PTIME, VIDEO_CLOCK_RATE, VIDEO_PTIME
+from aiortc.rtp import is_rtcp
 from av import AudioFrame, VideoFrame
 
 from media.ice import use_host_addresses
@@ -85,6 +86,30 @@ class Tone(MediaStreamTrack):
         return frame
 
 
+def _lose_packets(pc: RTCPeerConnection, sent: int, received: int) -> None:
+    """Drop one in `sent` of the video packets the bot sends and one in `received` of those it
+    receives, each only the first time (a retransmission, as RTX, gets through)."""
+    transport = pc.getTransceivers()[0].sender.transport  # bundled: one for all
+    video_types = {c.payloadType for c in pc.getTransceivers()[1]._codecs if c.name == "VP8"}
+    send, handle = transport._send_rtp, transport._handle_rtp_data
+
+    def lost(data: bytes, every: int) -> bool:
+        if not every or is_rtcp(data) or len(data) < 4 or data[1] & 0x7F not in video_types:
+            return False
+        return int.from_bytes(data[2:4], "big") % every == 0
+
+    async def lossy_send(data: bytes) -> None:
+        if not lost(data, sent):
+            await send(data)
+
+    async def lossy_receive(data: bytes, arrival_time_ms: int) -> None:
+        if not lost(data, received):
+            await handle(data, arrival_time_ms)
+
+    transport._send_rtp = lossy_send  # type: ignore[method-assign]
+    transport._handle_rtp_data = lossy_receive  # type: ignore[method-assign]
+
+
 @dataclass
 class Bot:
     """One participant in a call, driven from Python."""
@@ -97,6 +122,10 @@ class Bot:
     #: Video codec the bot lists first in its offer (Safari lists H.264 first).
     prefer_video: str = "VP8"
     connection: str = field(default_factory=lambda: secrets.token_hex(8))
+    #: One video packet in this many is lost on the way to the node, and one in this many of
+    #: those coming from it (0: none): real losses on the wire, which NACKs must repair.
+    lose_sent: int = 0
+    lose_received: int = 0
     pc: RTCPeerConnection | None = None
     slots: dict[int, str] = field(default_factory=dict)
     frames: dict[int, int] = field(default_factory=dict)
@@ -151,6 +180,8 @@ class Bot:
             if isinstance(message, Answer):
                 assert self.pc is not None
                 await self.pc.setRemoteDescription(RTCSessionDescription(message.sdp, "answer"))
+                if self.lose_sent or self.lose_received:
+                    _lose_packets(self.pc, self.lose_sent, self.lose_received)
             elif isinstance(message, Slots):
                 self.slots = {s["slot"]: s["participant"] for s in message.slots}
 
