@@ -13,7 +13,7 @@ import requests
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.support.accounts import ADMIN, CLINICIAN, ROAMING, SECOND_CLINICIAN
-from tests.support.http import csrf_token, enter, signed_in
+from tests.support.http import csrf_token, enter, save_settings, signed_in
 from tests.support.pages import (
     enter_as_patient,
     new_context,
@@ -54,25 +54,6 @@ def _card(page: Page, name: str):  # type: ignore[no-untyped-def]
         .get_by_role("listitem")
         .filter(has_text=name)
     )
-
-
-def _settings(stack: Stack, **changes: str) -> None:
-    """Save the demo clinic's waiting-area settings as its admin would (the rest as they are)."""
-    admin = signed_in(stack, ADMIN.email, ADMIN.password)
-    page = admin.get(f"{stack.url}/clinics/demo/settings", timeout=10).text
-    form = {
-        "csrf_token": csrf_token(admin, f"{stack.url}/clinics/demo/settings"),
-        "name": "Demo Clinic",
-        "time_zone": "UTC",
-        "is_open": "true",
-    }
-    for day in range(7):
-        for edge in ("opens", "closes"):
-            value = re.search(rf'name="{edge}_{day}" type="time" value="([^"]*)"', page)
-            form[f"{edge}_{day}"] = value.group(1) if value else ""
-    form.update(changes)
-    response = admin.post(f"{stack.url}/clinics/demo/settings", data=form, timeout=10)
-    assert response.status_code == 200, response.text[:500]
 
 
 def test_an_arrival_is_announced_with_a_sound_and_a_desktop_notice(
@@ -210,7 +191,7 @@ def test_a_closed_or_out_of_hours_waiting_area_refuses_entry_with_its_message(
         stack, {"first_name": "Early", "last_name": "Bird", "phone": "+380 44 0001212"}
     )
     try:
-        _settings(stack, is_open="", closed_message="We open again on Monday at 9.")
+        save_settings(stack, is_open="", closed_message="We open again on Monday at 9.")
         page = requests.get(f"{stack.url}/c/demo", timeout=10).text
         assert "We open again on Monday at 9." in page and "Start video call" not in page
         late = requests.Session()  # the closed page has no form: a token from another page
@@ -234,11 +215,11 @@ def test_a_closed_or_out_of_hours_waiting_area_refuses_entry_with_its_message(
         if opens >= closes:  # the hour wrapped past midnight: use the hour after it
             opens, closes = "01:00", "02:00"
         hours = {f"opens_{d}": opens for d in range(7)} | {f"closes_{d}": closes for d in range(7)}
-        _settings(stack, closed_message="Open 9 to 5.", **hours)
+        save_settings(stack, closed_message="Open 9 to 5.", **hours)
         page = requests.get(f"{stack.url}/c/demo", timeout=10).text
         assert "Open 9 to 5." in page and "Start video call" not in page
     finally:
-        _settings(stack, **{f"{e}_{d}": "" for e in ("opens", "closes") for d in range(7)})
+        save_settings(stack, **{f"{e}_{d}": "" for e in ("opens", "closes") for d in range(7)})
     assert "Start video call" in requests.get(f"{stack.url}/c/demo", timeout=10).text
 
 
@@ -301,7 +282,7 @@ def _key(page: Page, label: str) -> str:
 def test_the_place_in_the_queue_and_the_estimated_wait_are_shown_and_kept_current(
     stack: Stack, browser: object
 ) -> None:
-    _settings(stack, show_position="true", show_estimate="true")
+    save_settings(stack, show_position="true", show_estimate="true")
     try:
         with people(browser, 3) as (clinician_context, ahead_context, behind_context):
             dashboard = clinician_context.new_page()
@@ -322,7 +303,7 @@ def test_the_place_in_the_queue_and_the_estimated_wait_are_shown_and_kept_curren
             _card(dashboard, "Anna Ahead").get_by_role("button", name="Join").click()
             expect(status).to_contain_text(f"You are number {place - 1} in the queue.")
     finally:
-        _settings(stack)
+        save_settings(stack)
 
 
 def _place(status: str) -> int:

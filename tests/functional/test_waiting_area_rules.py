@@ -20,7 +20,7 @@ from shared.models import ArrivalEmails, Consultation, Membership, User
 from shared.spaces import IN_CALL, PatientEntry, Spaces
 from tests.support.accounts import ADMIN, CLINICIAN, OTHER_CLINICIAN, ROAMING, SECOND_CLINICIAN
 from tests.support.database import session_for
-from tests.support.http import Socket, csrf_token, enter, signed_in
+from tests.support.http import Socket, csrf_token, enter, save_settings, signed_in
 from tests.support.stack import Stack
 
 ENTRY = PatientEntry("Rasa", "Race", "+380 63 000 2222")
@@ -148,6 +148,33 @@ def test_housekeeping_run_twice_at_once_ends_each_space_once(stack: Stack) -> No
         after = session.query(Consultation).filter(Consultation.clinic_id == 2).count()
     assert after - before == 10
     assert not [s for s in made if client.exists(f"vc:space:{s.id}")]
+
+
+def test_a_patient_back_on_a_new_socket_still_hears_their_place_once_the_old_one_ends(
+    stack: Stack,
+) -> None:
+    """After a network drop the page is back on a new socket before the server sees the old one
+    end: that end must not stop the new socket hearing the patient's place."""
+    save_settings(stack, show_position="true")
+    try:
+        ahead, _ = enter(
+            stack, {"first_name": "Alla", "last_name": "Ahead", "phone": "+380 63 000 5551"}
+        )
+        patient, _ = enter(
+            stack, {"first_name": "Petro", "last_name": "Back", "phone": "+380 63 000 5552"}
+        )
+        old = Socket(stack, "/c/demo/space/ws", patient)
+        place = old.receive_type("waiting-status")["position"]
+        new = Socket(stack, "/c/demo/space/ws", patient)
+        assert new.receive_type("waiting-status")["position"] == place
+        old.close()  # returns once the server has closed it, its handler done
+        leaving = Socket(stack, "/c/demo/space/ws", ahead)
+        leaving.send({"type": "leave"})
+        assert new.receive_type("waiting-status")["position"] < place
+        new.send({"type": "leave"})
+        new.close()
+    finally:
+        save_settings(stack)
 
 
 RULES_CASES = [

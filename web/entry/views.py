@@ -281,7 +281,7 @@ def space_socket(ws: object, slug: str) -> None:
         if isinstance(message, CallStarted):
             join(message.call)
         elif isinstance(message, Transferred):
-            waiting.forget(clinic_of["id"], space_id)
+            waiting.forget(clinic_of["id"], session)
             clinic_of["id"] = message.clinic
             waiting.watch(message.clinic, space_id, session)
 
@@ -333,7 +333,7 @@ def space_socket(ws: object, slug: str) -> None:
         # With Redis away the socket still closes cleanly: the space keeps its last sign of
         # life, and housekeeping decides once Redis is back.
         with contextlib.suppress(RedisError):
-            waiting.forget(clinic_of["id"], space_id)
+            waiting.forget(clinic_of["id"], session)
             if not services.sockets.open_count(owner):
                 spaces.connected(space_id, False)
             leave_call()
