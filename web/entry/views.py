@@ -50,6 +50,7 @@ from web.safety import same_origin
 from web.services import Services
 from web.signalling import SocketSession, join_call_channels, leave_node, relay_offer
 from web.validation import json_body
+from web.websocket import Socket
 from workers.app import ARRIVAL_EMAILS
 
 bp = Blueprint("entry", __name__)
@@ -225,7 +226,7 @@ def space_page(slug: str) -> str | Response:
 
 
 @sock.route("/c/<slug>/space/ws", bp=bp)
-def space_socket(ws: object, slug: str) -> None:
+def space_socket(ws: Socket, slug: str) -> None:
     """The patient's socket: their own space's events, and signalling once a clinician joins.
 
     A token holds VIDCLINIC_SOCKETS_PER_PATIENT sockets at most: a newer one closes the oldest.
