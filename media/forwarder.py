@@ -19,7 +19,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError
 from av.packet import Packet
 
-from media.instrumentation import USAGE
+from media.instrumentation import COUNTERS, USAGE
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class SlotTrack(MediaStreamTrack):
             return
         if self._queue.full():
             # The subscriber's sender fell behind: drop what is queued and restart cleanly.
+            COUNTERS.frames_dropped += self._queue.qsize()
             while not self._queue.empty():
                 self._queue.get_nowait()
             self._needs_keyframe = self.kind == "video"
@@ -158,6 +159,7 @@ class Publication:
         # keyframe anyway), so only a request actually sent starts the interval.
         if self._request_pli():
             self._last_request = time.monotonic()
+            COUNTERS.keyframe_requests_sent += 1
 
     def close(self) -> None:
         if self._pending is not None:

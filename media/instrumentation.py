@@ -1,4 +1,5 @@
-"""Counters that prove the forwarding path never decodes or encodes media.
+"""Counters that prove the forwarding path never decodes or encodes media, and the node's
+other counters for its metrics.
 
 aiortc creates codecs through `get_decoder` (receiver) and `get_encoder` (sender). Wrapping both
 counts every frame that goes through a real codec; a forwarding node must keep both at zero
@@ -31,6 +32,32 @@ class CodecUsage:
 
 #: This process's counters (the codec hooks are process-wide, so are the counts).
 USAGE = CodecUsage()
+
+
+@dataclass
+class MediaCounters:
+    """What else the node counts for its metrics (media/metrics.py), on the event loop."""
+
+    #: Frames a slow subscriber's slot dropped (its queue was full), to restart at a keyframe.
+    frames_dropped: int = 0
+    #: Keyframe requests (PLI/FIR) that subscribers sent the node.
+    keyframe_requests_received: int = 0
+    #: PLIs the node sent publishers.
+    keyframe_requests_sent: int = 0
+    #: RTP packets of peer connections that have closed: those still open are read from
+    #: aiortc at each scrape, and a closed one's must not vanish from the totals.
+    packets_received: int = 0
+    packets_lost: int = 0
+    packets_sent: int = 0
+
+    def retire(self, received: int, lost: int, sent: int) -> None:
+        """Keep a closing peer connection's packet counts."""
+        self.packets_received += received
+        self.packets_lost += lost
+        self.packets_sent += sent
+
+
+COUNTERS = MediaCounters()
 _installed = False
 
 

@@ -1,6 +1,7 @@
 """The media node process: registers in Redis, takes signalling from its inbox, hosts rooms.
 
-It opens no HTTP port. Web processes push commands onto the node's inbox list; answers and
+It opens no HTTP port for signalling (only, if the operator asks, one for metrics: see
+media/metrics.py). Web processes push commands onto the node's inbox list; answers and
 slot maps go back on each participant's signalling channel.
 """
 
@@ -20,7 +21,7 @@ from collections.abc import Callable
 import redis
 import redis.asyncio as aioredis
 
-from media import instrumentation
+from media import instrumentation, metrics
 from media.ice import use_host_addresses
 from media.limits import OfferBudgets
 from media.participant import Participant
@@ -30,6 +31,7 @@ from media.tap import check_internals
 from shared import keys
 from shared.config import Settings
 from shared.errors import RoomFull
+from shared.logs import REQUEST_ID
 from shared.protocol import (
     Answer,
     Error,
@@ -146,6 +148,8 @@ class MediaNode:
         registration.beat()
         registration.start()
         log.info("media node %s registered (capacity %d)", self.id, self.settings.media_capacity)
+        if self.settings.media_metrics_port:
+            metrics.serve(self.settings, self, asyncio.get_running_loop())
         ticking = asyncio.create_task(self._tick_forever(stop))
         try:
             await self._serve_inbox(stop)
@@ -202,6 +206,8 @@ class MediaNode:
 
     async def _handle(self, command: NodeCommand) -> None:
         """Run one command, in arrival order with the other commands of the same call."""
+        # Each command runs in a task of its own, so its log lines carry its own request id.
+        REQUEST_ID.set(command.request_id)
         call_id = command.call
         self._queued[call_id] += 1
         try:

@@ -18,8 +18,9 @@ from aiortc import (
 from aiortc.sdp import candidate_from_sdp
 
 from media.forwarder import Publication, SlotTrack
+from media.instrumentation import COUNTERS
 from media.sdp import EXPECTED_KINDS, BadOffer, IPNetwork, check_offer
-from media.tap import redirect_keyframe_requests, tap_receiver
+from media.tap import packet_counts, redirect_keyframe_requests, tap_receiver
 from shared.protocol import SLOT_COUNT
 
 log = logging.getLogger(__name__)
@@ -134,10 +135,12 @@ class Participant:
             slot.carry(None)
         for publication in self.publications.values():
             publication.close()
+        COUNTERS.retire(*packet_counts(self.pc))
         await self.pc.close()
 
 
 def _request_keyframe(track: SlotTrack) -> None:
+    COUNTERS.keyframe_requests_received += 1
     if track.source is not None:
         track.source.request_keyframe()
 

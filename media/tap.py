@@ -12,10 +12,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterFrame
 
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+#: Per remote SSRC, a receiver's RTP statistics (packets received, lost).
+_REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"
+#: RTP packets a sender sent.
+_PACKET_COUNT = "_RTCRtpSender__packet_count"
 
 FrameHandler = Callable[[Any, JitterFrame], None]
 
@@ -58,11 +62,30 @@ def redirect_keyframe_requests(sender: RTCRtpSender, request: Callable[[], None]
     sender._send_keyframe = request  # type: ignore[method-assign]
 
 
+def packet_counts(pc: RTCPeerConnection) -> tuple[int, int, int]:
+    """RTP packets a peer connection received, lost (as RTCP reports count them) and sent.
+
+    aiortc keeps these only for its own stats reports (`getStats`, a coroutine that builds a
+    report per call); read directly, they cost a few attribute reads per transceiver.
+    """
+    received = lost = sent = 0
+    for transceiver in pc.getTransceivers():
+        for stream in getattr(transceiver.receiver, _REMOTE_STREAMS).values():
+            received += stream.packets_received
+            lost += stream.packets_lost
+        sent += getattr(transceiver.sender, _PACKET_COUNT)
+    return received, lost, sent
+
+
 def check_internals() -> None:
     """Raise InternalsChanged when aiortc moved something this module relies on."""
-    receiver_init = RTCRtpReceiver.__init__.__code__
-    if "_RTCRtpReceiver__decoder_queue" not in receiver_init.co_names:
-        raise InternalsChanged("RTCRtpReceiver no longer creates __decoder_queue")
+    for owner, name in (
+        (RTCRtpReceiver, _DECODER_QUEUE),
+        (RTCRtpReceiver, _REMOTE_STREAMS),
+        (RTCRtpSender, _PACKET_COUNT),
+    ):
+        if name not in owner.__init__.__code__.co_names:
+            raise InternalsChanged(f"{owner.__name__} no longer creates {name}")
     for name in ("_send_keyframe", "_send_rtcp_pli"):
         owner = RTCRtpSender if name == "_send_keyframe" else RTCRtpReceiver
         if not callable(getattr(owner, name, None)):

@@ -15,7 +15,16 @@ if [ ! -x .venv/bin/python ]; then
     echo "vidclinic needs Python 3.11 or 3.12 (set PYTHON=/path/to/python)" >&2
     exit 1
   fi
+  echo "Making a virtualenv in .venv and installing vidclinic (the first time takes a minute or two)..."
   "$python" -m venv .venv
-  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
 fi
-.venv/bin/python -m pip install --quiet --editable ".${1:+[$1]}"
+# pip's own chatter (warnings about ignored locations, build back-ends' banners) goes to a log,
+# shown only if the installation fails: a newcomer's screen keeps what vidclinic prints.
+echo "Checking vidclinic's packages in .venv..."
+if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+  --editable ".${1:+[$1]}" >.venv/install.log 2>&1; then
+  cat .venv/install.log >&2
+  echo "Installing vidclinic failed (the log above is in .venv/install.log)." >&2
+  exit 1
+fi

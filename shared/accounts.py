@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -139,30 +141,37 @@ def _membership_or_error(session: Session, clinic_slug: str, email: str) -> Memb
 
 
 def remove_member(session: Session, redis: Redis, clinic_slug: str, email: str) -> None:
-    """Remove a team member from a clinic, and close their open pages at once.
-
-    Commits first, then tells every web process to close the member's sockets: a page that
-    reconnects finds the removal already in the database. Raises AccountError.
-    """
+    """Remove a team member from a clinic, and close their open pages at once (see
+    `_access_changing`). Raises AccountError."""
     found = _membership_or_error(session, clinic_slug, email)
-    user_id = found.user_id
-    session.delete(found)
-    session.commit()
-    close_sockets(redis, keys.user_owner(user_id), SocketCloseReason.ACCESS_CHANGED)
+    with _access_changing(redis, found.user_id):
+        session.delete(found)
+        session.commit()
 
 
 def change_role(session: Session, redis: Redis, clinic_slug: str, email: str, role: Role) -> None:
-    """Give a team member another role in a clinic; their open pages reconnect under it.
-
-    Commits first, then closes the member's sockets on every web process (nothing happens when
-    the role is already `role`). Raises AccountError.
-    """
+    """Give a team member another role in a clinic; their open pages reconnect under it
+    (nothing happens when the role is already `role`). Raises AccountError."""
     found = _membership_or_error(session, clinic_slug, email)
     if found.role == role:
         return
-    found.role = role
-    session.commit()
-    close_sockets(redis, keys.user_owner(found.user_id), SocketCloseReason.ACCESS_CHANGED)
+    with _access_changing(redis, found.user_id):
+        found.role = role
+        session.commit()
+
+
+@contextlib.contextmanager
+def _access_changing(redis: Redis, user_id: int) -> Iterator[None]:
+    """Close the member's sockets on every web process before and after the change is saved.
+
+    Before: a socket handles its messages in the order they were published, so once it has
+    the notice no card published later reaches it. After: a page that reconnected in between
+    was let in under the old access, and now finds the change in the database.
+    """
+    owner = keys.user_owner(user_id)
+    close_sockets(redis, owner, SocketCloseReason.ACCESS_CHANGED)
+    yield
+    close_sockets(redis, owner, SocketCloseReason.ACCESS_CHANGED)
 
 
 def is_empty(session: Session) -> bool:

@@ -6,7 +6,7 @@ import datetime as dt
 from enum import StrEnum
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from shared.models import AuditEvent
 
@@ -26,6 +26,7 @@ class Action(StrEnum):
     LINK_SENT = "guest-link-sent"
     LINK_REVOKED = "guest-link-revoked"
     MEMBER_INVITED = "member-invited"
+    INVITATION_REVOKED = "invitation-revoked"
     INVITATION_ACCEPTED = "invitation-accepted"
     ROLE_CHANGED = "role-changed"
     MEMBER_REMOVED = "member-removed"
@@ -50,6 +51,20 @@ def record(
             created_at=dt.datetime.now(dt.UTC),
         )
     )
+
+
+def record_now(
+    sessions: sessionmaker[Session],
+    clinic_id: int,
+    action: Action,
+    actor: str,
+    subject: str = "",
+    actor_id: int | None = None,
+) -> None:
+    """Record an event in a transaction of its own: a socket holds no database session between
+    messages, and what it records (someone entering or leaving) changes nothing else in SQL."""
+    with sessions.begin() as session:
+        record(session, clinic_id, action, actor, subject, actor_id)
 
 
 def events(

@@ -21,6 +21,7 @@ from redis import Redis
 
 from shared import keys
 from shared.errors import RoomFull, RoomLocked
+from shared.logs import current_request_id
 from shared.protocol import Ended, NodeCloseRoom, RoomState
 
 #: People in one call at most: the media node's five receive slots and one's own.
@@ -29,13 +30,13 @@ CALL_CAPACITY = 6
 PRESENCE_STALE = 20.0
 
 # KEYS: room's call pointer, set of open room calls. ARGV: call key prefix, new call id,
-# clinic id, room key, now, ttl. Returns {call id, 'new' | 'open'}.
+# clinic id, room key, now, ttl, request id (for the logs). Returns {call id, 'new' | 'open'}.
 _OPEN_ROOM_CALL = """
 local current = redis.call('GET', KEYS[1])
 if current and redis.call('EXISTS', ARGV[1] .. current) == 1 then return {current, 'open'} end
 local call = ARGV[1] .. ARGV[2]
 redis.call('HSET', call, 'kind', 'room', 'clinic_id', ARGV[3], 'room', ARGV[4],
-           'started_at', ARGV[5])
+           'started_at', ARGV[5], 'request_id', ARGV[7])
 redis.call('EXPIRE', call, ARGV[6])
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[6])
 redis.call('SADD', KEYS[2], ARGV[2])
@@ -141,6 +142,7 @@ class CallPresence:
                 room_key,
                 repr(time.time()),
                 keys.CALL_TTL,
+                current_request_id(),
             ],
         )
         return call_id, state == "new"
@@ -207,7 +209,8 @@ class CallPresence:
             self.redis.publish(keys.call_events(call_id), Ended(reason="room-empty").encode())
             if node_id:
                 self.redis.rpush(
-                    keys.media_node_inbox(node_id), NodeCloseRoom(call=call_id).encode()
+                    keys.media_node_inbox(node_id),
+                    NodeCloseRoom(call=call_id, request_id=current_request_id()).encode(),
                 )
         if gone and kind:
             self._announce(call_id, kind, int(clinic_id), room_key)
@@ -246,6 +249,16 @@ class CallPresence:
             self.announce(call_id)
         return changed
 
+    def set_media(self, call_id: str, participant: str, audio: bool, video: bool) -> None:
+        """Record which of a participant's microphone and camera are on, and tell the call."""
+        off = ("" if audio else "a") + ("" if video else "v")
+        media = keys.call_media(call_id)
+        pipe = self.redis.pipeline()
+        pipe.hset(media, participant, off)
+        pipe.expire(media, keys.CALL_TTL)
+        pipe.execute()
+        self.announce(call_id)
+
     def people(self, call_id: str) -> list[Person]:
         """Who is inside, in the order they came in."""
         inside = set(self.redis.zrange(keys.call_participants(call_id), 0, -1))
@@ -267,8 +280,18 @@ class CallPresence:
 
     def _call_state(self, call_id: str, room_key: str) -> RoomState:
         locked = self.redis.hexists(keys.call(call_id), "locked_at")
-        names = [{"id": p.participant, "name": p.name} for p in self.people(call_id)]
-        return RoomState(room=room_key, people=names, locked=bool(locked))
+        off = self.redis.hgetall(keys.call_media(call_id))
+        people = [
+            {
+                "id": p.participant,
+                "name": p.name,
+                "role": p.role,
+                "audio": "a" not in off.get(p.participant, ""),
+                "video": "v" not in off.get(p.participant, ""),
+            }
+            for p in self.people(call_id)
+        ]
+        return RoomState(room=room_key, people=people, locked=bool(locked))
 
     def sweep(self) -> list[str]:
         """Forget people whose pages stopped answering; returns the room calls that ended."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -39,26 +40,58 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_web(args: argparse.Namespace) -> int:
     from shared.webserver import serve
 
-    serve(_settings(), host=args.host, port=args.port, workers=args.workers)
+    serve(
+        _settings(),
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        metrics_dir=args.metrics_dir,
+    )
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from workers.app import create_celery
-
     settings = _settings()
-    argv = ["worker", "--loglevel", settings.log_level, "--concurrency", str(args.concurrency)]
-    create_celery(settings).worker_main([*argv, "--without-mingle", "--without-gossip"])
+    metrics_dir = ""
+    if settings.worker_metrics_port:
+        # Before prometheus_client is first imported: the pool processes forked later then
+        # write their figures where the worker's metrics port reads them.
+        from shared.metrics import MULTIPROC_VARIABLE
+
+        metrics_dir = os.environ[MULTIPROC_VARIABLE] = tempfile.mkdtemp(
+            prefix="vidclinic-worker-metrics-"
+        )
+        from workers.metrics import install
+
+        install(settings)
+    from workers.app import create_celery, log_as
+
+    log_as(settings, "worker")
+    argv = [*_quiet(settings), "worker", "--loglevel", settings.log_level]
+    argv += ["--concurrency", str(args.concurrency)]
+    try:
+        create_celery(settings).worker_main([*argv, "--without-mingle", "--without-gossip"])
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
+def _quiet(settings: Settings) -> list[str]:
+    """Celery's start-up banner is printed, not logged: left out when lines must be JSON, and
+    for anyone who asked for less than INFO (vidclinic dev, whose links it would bury)."""
+    chatty = settings.log_level in ("DEBUG", "INFO")
+    return ["--quiet"] if settings.log_format == "json" or not chatty else []
+
+
 def cmd_beat(args: argparse.Namespace) -> int:
-    from workers.app import create_celery
+    from workers.app import create_celery, log_as
 
     settings = _settings()
+    log_as(settings, "beat")
     schedule = args.schedule or os.path.join(tempfile.gettempdir(), "vidclinic-beat-schedule")
     create_celery(settings).start(
-        ["beat", "--loglevel", settings.log_level, "--schedule", schedule]
+        [*_quiet(settings), "beat", "--loglevel", settings.log_level, "--schedule", schedule]
     )
     return 0
 
@@ -67,11 +100,10 @@ def cmd_media(args: argparse.Namespace) -> int:
     import logging
 
     from media.node import run
+    from shared import logs
 
     settings = _settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings, "media")
     logging.getLogger("aioice").setLevel(logging.WARNING)
     run(settings)
     return 0
@@ -199,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=int(os.environ.get("WEB_CONCURRENCY") or 1),
         help="worker processes (default 1 or $WEB_CONCURRENCY)",
+    )
+    web.add_argument(
+        "--metrics-dir",
+        help="folder the web processes share their metrics in (default: a fresh one in the "
+        "temp folder, removed at exit)",
     )
     web.set_defaults(func=cmd_web)
 

@@ -100,6 +100,7 @@ def _networks(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tu
 
 DEFAULT_SMS_BODY = '{"to": "{to}", "text": "{text}"}'
 SMTP_SECURITY = ("starttls", "ssl", "none")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -169,8 +170,25 @@ class Settings:
     sms_webhook_body: str = DEFAULT_SMS_BODY
     #: Seconds one email or SMS attempt may take before it counts as failed (and is retried).
     send_timeout: int = 20
+    #: Attempts at one email or SMS before it counts as failed ("Failed: <reason>").
+    send_attempts: int = 8
+    #: Seconds before the first retry of a failed send; each next one waits twice as long, five
+    #: minutes at most.
+    send_retry_delay: int = 5
     #: Connections (pages and sockets) one web process serves at once.
     web_connections: int = 10000
+    #: `text` or `json` (one JSON object a line) for every process's log.
+    log_format: str = "text"
+    #: A bearer token every metrics endpoint asks for; none: web's /metrics answers only
+    #: loopback connections that came through no proxy, and the metrics ports whoever
+    #: reaches their address.
+    metrics_token: str = ""
+    #: The address a worker's or media node's metrics port binds.
+    metrics_address: str = "127.0.0.1"
+    #: A worker's metrics port (0: none).
+    worker_metrics_port: int = 0
+    #: A media node's metrics port (0: none; the node then listens on no TCP port at all).
+    media_metrics_port: int = 0
 
     def __post_init__(self) -> None:
         if not self.celery_broker_url:
@@ -230,5 +248,12 @@ class Settings:
             sms_webhook_auth=env.get("VIDCLINIC_SMS_WEBHOOK_AUTH", ""),
             sms_webhook_body=_json_template(env, "VIDCLINIC_SMS_WEBHOOK_BODY", DEFAULT_SMS_BODY),
             send_timeout=_int(env, "VIDCLINIC_SEND_TIMEOUT", 20),
+            send_attempts=_int(env, "VIDCLINIC_SEND_ATTEMPTS", 8),
+            send_retry_delay=_int(env, "VIDCLINIC_SEND_RETRY_DELAY", 5),
             web_connections=_int(env, "VIDCLINIC_WEB_CONNECTIONS", 10000),
+            log_format=_choice(env, "VIDCLINIC_LOG_FORMAT", LOG_FORMATS),
+            metrics_token=env.get("VIDCLINIC_METRICS_TOKEN", ""),
+            metrics_address=env.get("VIDCLINIC_METRICS_ADDRESS") or "127.0.0.1",
+            worker_metrics_port=_int(env, "VIDCLINIC_WORKER_METRICS_PORT", 0, minimum=0),
+            media_metrics_port=_int(env, "VIDCLINIC_MEDIA_METRICS_PORT", 0, minimum=0),
         )

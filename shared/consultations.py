@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.blocking import off_the_loop
 from shared.errors import CloseReason, MediaBusy
 from shared.live import LiveState
+from shared.logs import current_request_id
 from shared.models import Consultation
 from shared.protocol import NodeCloseRoom
 from shared.spaces import Spaces
@@ -31,6 +32,15 @@ class Ending:
     sessions: sessionmaker[Session]
 
 
+def close_room(live: LiveState, node_id: str, call_id: str) -> None:
+    """Tell the node that hosted a call which ended to free its room."""
+    try:
+        live.send_to_node(node_id, NodeCloseRoom(call=call_id, request_id=current_request_id()))
+    except MediaBusy:
+        # The browsers close their peer connections; the node follows them.
+        log.warning("a media node's inbox is full: a room close was not queued")
+
+
 def end_consultation(ending: Ending, space_id: str, reason: CloseReason) -> bool:
     """Delete the space and its data, free the media room, keep a record without personal data.
 
@@ -41,11 +51,7 @@ def end_consultation(ending: Ending, space_id: str, reason: CloseReason) -> bool
         return False
     space, node_id = ended
     if node_id and space.call_id:
-        try:
-            ending.live.send_to_node(node_id, NodeCloseRoom(call=space.call_id))
-        except MediaBusy:
-            # The browsers close their peer connections on `ended`; the node follows them.
-            log.warning("a media node's inbox is full: a room close was not queued")
+        close_room(ending.live, node_id, space.call_id)
     clinician_id = int(space.clinician_id[1:]) if space.clinician_id.startswith("u") else None
     record = Consultation(
         clinic_id=space.clinic_id,
@@ -58,7 +64,13 @@ def end_consultation(ending: Ending, space_id: str, reason: CloseReason) -> bool
     # A database write (an fsync on SQLite) on a web worker's loop would stall every socket
     # of the process meanwhile.
     off_the_loop(_keep, ending.sessions, record)
-    log.info("consultation ended in clinic %s: %s", space.clinic_id, reason.value)
+    log.info(
+        "consultation ended in clinic %s (space %s, call %s): %s",
+        space.clinic_id,
+        space_id,
+        space.call_id or "none",
+        reason.value,
+    )
     return True
 
 

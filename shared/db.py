@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -47,6 +50,48 @@ def make_engine(database_url: str) -> Engine:
             database_url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"}
         )
     return create_engine(database_url, pool_pre_ping=True)
+
+
+#: Seconds a readiness probe waits for the database (libpq counts anything under 2 as 2).
+PROBE_TIMEOUT = 2
+
+
+def make_probe_engine(database_url: str) -> Engine:
+    """An engine for readiness probes only: short timeouts, and for SQLite a fresh connection
+    each time that never creates the file.
+
+    The app's pooled SQLite connections keep answering from a file that has gone (they hold it
+    open), and sqlite3 would create an empty file where one is missing; a probe must see what a
+    new connection would. A PostgreSQL server that drops packets would otherwise hold a probe
+    for the operating system's TCP timeout (minutes).
+    """
+    database_url = engine_url(database_url)
+    if database_url.startswith("sqlite:///"):
+        path = quote(database_url.removeprefix("sqlite:///"))
+        return create_engine(
+            "sqlite://",
+            creator=lambda: sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=1),
+            poolclass=NullPool,
+        )
+    if database_url.startswith("postgresql"):
+        return create_engine(
+            database_url,
+            pool_size=1,
+            max_overflow=2,
+            pool_timeout=PROBE_TIMEOUT,
+            connect_args={
+                "connect_timeout": PROBE_TIMEOUT,
+                "options": f"-c statement_timeout={PROBE_TIMEOUT * 1000}",
+            },
+        )
+    return create_engine(database_url, pool_timeout=PROBE_TIMEOUT)
+
+
+def schema_answers(engine: Engine) -> None:
+    """Read the migrations' own table: the database answers and holds vidclinic's schema.
+    Raises SQLAlchemy's error otherwise."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT version_num FROM alembic_version")).first()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -45,8 +45,9 @@ def _secret_key(var: Path) -> str:
     return path.read_text().strip()
 
 
-def _seed_demo(database_url: str, var: Path) -> None:
-    """Create the demo clinic and its admin when the database is empty; print the credentials."""
+def _seed_demo(database_url: str, var: Path) -> tuple[str, str] | None:
+    """Create the demo clinic and its admin when the database is empty; returns the demo
+    sign-in (email, password) when it is known."""
     from shared.accounts import create_clinic, create_user, is_empty
     from shared.db import make_engine, make_sessionmaker
     from shared.models import Role
@@ -54,6 +55,7 @@ def _seed_demo(database_url: str, var: Path) -> None:
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
     credentials = var / "demo-credentials.txt"
+    sign_in = None
     with sessions.begin() as session:
         if is_empty(session):
             password = secrets.token_urlsafe(12)
@@ -61,12 +63,35 @@ def _seed_demo(database_url: str, var: Path) -> None:
             create_user(session, DEMO_EMAIL, password, "Demo Admin", DEMO_SLUG, Role.ADMIN)
             credentials.write_text(f"email: {DEMO_EMAIL}\npassword: {password}\n")
             credentials.chmod(0o600)
-            _say(f"created the demo clinic; sign in as {DEMO_EMAIL} with password {password}")
+            sign_in = (DEMO_EMAIL, password)
         elif credentials.exists():
-            _say(
-                f"demo sign-in (from {credentials}): " + credentials.read_text().replace("\n", "  ")
+            found = dict(
+                line.split(": ", 1) for line in credentials.read_text().splitlines() if ": " in line
             )
+            if "email" in found and "password" in found:
+                sign_in = (found["email"], found["password"])
     engine.dispose()
+    return sign_in
+
+
+def _ready_block(port: int, sign_in: tuple[str, str] | None, env: dict[str, str]) -> str:
+    """The one block a newcomer needs, printed last so nothing scrolls it away."""
+    lines = [
+        "",
+        "vidclinic is running.",
+        f"  Patient link:  http://127.0.0.1:{port}/c/{DEMO_SLUG}",
+        f"  Sign in:       http://127.0.0.1:{port}/login",
+    ]
+    if sign_in is not None:
+        lines += [f"  Email:         {sign_in[0]}", f"  Password:      {sign_in[1]}"]
+    else:
+        lines.append("  Sign in with an account you made (vidclinic create-user).")
+    if not env.get("VIDCLINIC_SMTP_HOST"):
+        lines.append(
+            f"  Email and SMS are written to {env['VIDCLINIC_OUTBOX']} (no SMTP server set)."
+        )
+    lines += ["  Press Ctrl-C to stop.", ""]
+    return "\n".join(lines)
 
 
 def _wait_for_port(port: int, children: list[Child], timeout: float = 30.0) -> bool:
@@ -77,6 +102,23 @@ def _wait_for_port(port: int, children: list[Child], timeout: float = 30.0) -> b
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return True
+        time.sleep(0.1)
+    return False
+
+
+def _wait_for_media(redis_url: str, children: list[Child], timeout: float = 30.0) -> bool:
+    """Wait until a media node has registered: before that, a call could not start."""
+    from redis import Redis
+
+    from shared.live import LiveState
+
+    live = LiveState(Redis.from_url(redis_url, decode_responses=True))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(c.process.poll() is not None for c in children):
+            return False
+        if live.live_nodes():
+            return True
         time.sleep(0.1)
     return False
 
@@ -105,6 +147,8 @@ def run_dev(port: int) -> int:
     # Everything runs on loopback: the browser's own candidates are loopback addresses.
     env.setdefault("VIDCLINIC_MEDIA_DENIED_CANDIDATES", "none")
     env.setdefault("VIDCLINIC_OUTBOX", str(var / "outbox"))
+    # Warnings and errors only: start-up chatter would scroll the links and password away.
+    env.setdefault("VIDCLINIC_LOG_LEVEL", "WARNING")
     env["PORT"] = str(port)
 
     stopping = False
@@ -128,19 +172,15 @@ def run_dev(port: int) -> int:
         from shared.db import upgrade
 
         upgrade(env["DATABASE_URL"])
-        _seed_demo(env["DATABASE_URL"], var)
+        sign_in = _seed_demo(env["DATABASE_URL"], var)
         for name in reversed(STOP_ORDER):
             command = [sys.executable, "-m", "shared.cli", name]
             if name == "beat":
                 command += ["--schedule", str(var / "celerybeat-schedule")]
             process = subprocess.Popen(command, env=env, start_new_session=True)
             children.append(Child(name, process))
-        if _wait_for_port(port, children):
-            _say(f"patient link:  http://127.0.0.1:{port}/c/{DEMO_SLUG}")
-            _say(f"sign in:       http://127.0.0.1:{port}/login")
-            if not env.get("VIDCLINIC_SMTP_HOST"):
-                _say(f"email and SMS: written to {env['VIDCLINIC_OUTBOX']} (no SMTP server set)")
-            _say("press Ctrl-C to stop")
+        if _wait_for_port(port, children) and _wait_for_media(env["REDIS_URL"], children):
+            print(_ready_block(port, sign_in, env), flush=True)
         while not stopping:
             dead = next((c for c in children if c.process.poll() is not None), None)
             if dead is not None:

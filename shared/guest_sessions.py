@@ -31,6 +31,8 @@ class GuestSession:
     link_id: int
     #: When the link was made (Unix time): a locked room admits only links made after the lock.
     link_made_at: float
+    #: This guest was let in by a single-use link, which they spent: they alone may come back.
+    spent: bool = False
 
 
 class GuestSessions:
@@ -81,7 +83,13 @@ class GuestSessions:
             room_key=raw["room_key"],
             link_id=int(raw["link_id"]),
             link_made_at=float(raw["link_made_at"]),
+            spent=raw.get("spent") == "1",
         )
+
+    def mark_spent(self, token: str) -> None:
+        """Note that this guest spent their single-use link: their reloads and reconnects still
+        come in, and nobody else does."""
+        self.redis.hset(keys.guest_session(hash_token(token)), "spent", "1")
 
     def revoke_link_sessions(self, link_id: int) -> None:
         """End every session made from a link (revoked, or its room deleted)."""

@@ -52,8 +52,9 @@ def space_events(space_id: str) -> str:
 
 def call(call_id: str) -> str:
     """HASH: one call — kind (`space` or `room`), clinic_id, space_id or room (key), node_id,
-    started_at, clinician_id, locked_at (a locked room), and `seen:<participant>` (when that
-    participant's page was last connected)."""
+    started_at, clinician_id, locked_at (a locked room), request_id (of the request that opened
+    it, for the logs), and `seen:<participant>` (when that participant's page was last
+    connected)."""
     return f"{PREFIX}:call:{call_id}"
 
 
@@ -70,6 +71,12 @@ def call_participants(call_id: str) -> str:
 def call_people(call_id: str) -> str:
     """HASH: participant id → JSON {name, role} of everyone inside a call."""
     return f"{PREFIX}:call:{call_id}:people"
+
+
+def call_media(call_id: str) -> str:
+    """HASH: participant id → which of their microphone and camera are off: "" (none), "a",
+    "v" or "av". Those not in it have both on."""
+    return f"{PREFIX}:call:{call_id}:media"
 
 
 def room_call(room_key: str) -> str:
@@ -134,7 +141,8 @@ def login_failures(subject: str) -> str:
 
 def guest_session(token_hash: str) -> str:
     """HASH: a guest's session in one room — participant, name, clinic_id, room_key, link_id,
-    link_made_at; lives no longer than its link (and 12 hours at most)."""
+    link_made_at, spent (1 once this guest spent a single-use link); lives no longer than its
+    link (and 12 hours at most)."""
     return f"{PREFIX}:guest:{token_hash}"
 
 

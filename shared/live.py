@@ -28,6 +28,8 @@ class Call:
     clinician_id: str
     node_id: str
     started_at: float
+    #: The request that opened the call ("" for one opened before request ids were kept).
+    request_id: str = ""
 
 
 # KEYS: a list. ARGV: the most items it may hold, its TTL, the item. Returns 0 when full.
@@ -66,6 +68,15 @@ redis.call('ZINCRBY', KEYS[2], 1, best)
 return {'ok', best}
 """
 
+# KEYS: the node registry. ARGV: node hash key prefix. 1 when a registered node still
+# heartbeats (its hash lives), else 0: one round trip, however many nodes there are.
+_ANY_LIVE_NODE = """
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if redis.call('EXISTS', ARGV[1] .. id) == 1 then return 1 end
+end
+return 0
+"""
+
 
 class LiveState:
     """Operations on the live state; one instance per process, safe to share between threads."""
@@ -75,6 +86,7 @@ class LiveState:
         self._touch_call = redis.register_script(_TOUCH_CALL)
         self._allocate_node = redis.register_script(_ALLOCATE_NODE)
         self._push_bounded = redis.register_script(_PUSH_BOUNDED)
+        self._any_live_node = redis.register_script(_ANY_LIVE_NODE)
 
     def publish(self, channel: str, message: Message) -> None:
         """Announce a message on a channel."""
@@ -98,6 +110,7 @@ class LiveState:
             clinician_id=raw.get("clinician_id", ""),
             node_id=raw.get("node_id", ""),
             started_at=float(raw["started_at"]),
+            request_id=raw.get("request_id", ""),
         )
 
     def allocate_node(self, call_id: str) -> str | None:
@@ -115,8 +128,16 @@ class LiveState:
             self.publish(keys.call_events(call_id), MediaReady(call=call_id, node=node_id))
         return node_id
 
+    def any_live_node(self) -> bool:
+        """Whether any media node heartbeats now (readiness: a call could be placed)."""
+        return bool(self._any_live_node(keys=[keys.MEDIA_NODES], args=[keys.media_node("")]))
+
     def live_node(self, node_id: str) -> bool:
         return bool(node_id) and bool(self.redis.exists(keys.media_node(node_id)))
+
+    def live_nodes(self) -> list[str]:
+        """The registered media nodes still heartbeating."""
+        return [n for n in self.redis.zrange(keys.MEDIA_NODES, 0, -1) if self.live_node(n)]
 
     def send_to_node(self, node_id: str, message: Message) -> None:
         """Queue a command for a media node (a list, so nothing is lost while it is busy).
@@ -138,7 +159,8 @@ class LiveState:
         Their inboxes stay (they expire on their own): a node that was only late, not dead,
         answers what was sent to it meanwhile, instead of leaving browsers waiting forever.
         """
-        dead = [n for n in self.redis.zrange(keys.MEDIA_NODES, 0, -1) if not self.live_node(n)]
+        alive = set(self.live_nodes())
+        dead = [n for n in self.redis.zrange(keys.MEDIA_NODES, 0, -1) if n not in alive]
         for node_id in dead:
             self.redis.zrem(keys.MEDIA_NODES, node_id)
         return dead

@@ -18,19 +18,42 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from email.message import EmailMessage
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
 from shared.config import Settings
 
 
-class DeliveryError(Exception):
-    """Sending failed. A permanent failure (an address the server refuses) is not retried."""
+class FailureReason(StrEnum):
+    """Why a send failed: a stable code, stored with the delivery and worded in the member's
+    language by the page that shows it (web/outbox.py)."""
 
-    def __init__(self, reason: str, permanent: bool = False) -> None:
-        super().__init__(reason)
+    ADDRESS_REFUSED = "address-refused"
+    MAIL_SERVER_ANSWERED = "mail-server-answered"
+    MAIL_SERVER_UNREACHABLE = "mail-server-unreachable"
+    SMS_PROVIDER_ANSWERED = "sms-provider-answered"
+    SMS_PROVIDER_UNREACHABLE = "sms-provider-unreachable"
+
+
+class DeliveryError(Exception):
+    """Sending failed, for `reason`; `status` is the server's answer when it gave one, `detail`
+    what the network said (for the log only). A permanent failure (an address the server
+    refuses) is not retried."""
+
+    def __init__(
+        self, reason: FailureReason, permanent: bool = False, status: int = 0, detail: str = ""
+    ) -> None:
+        super().__init__(f"{reason} {status}" if status else reason.value)
         self.reason = reason
         self.permanent = permanent
+        self.status = status
+        self.detail = detail
+
+    @property
+    def stored(self) -> str:
+        """What the delivery keeps: the reason's code, and the server's answer if any."""
+        return f"{self.reason} {self.status}" if self.status else self.reason.value
 
 
 @dataclass(frozen=True)
@@ -80,15 +103,18 @@ class SmtpEmail:
         except smtplib.SMTPRecipientsRefused as refused:
             codes = [code for code, _ in refused.recipients.values()]
             raise DeliveryError(
-                "the mail server refused the address", permanent=all(c >= 500 for c in codes)
+                FailureReason.ADDRESS_REFUSED,
+                permanent=all(c >= 500 for c in codes),
+                detail=" ".join(map(str, codes)),
             ) from None
         except smtplib.SMTPResponseException as response:
             raise DeliveryError(
-                f"the mail server answered {response.smtp_code}",
+                FailureReason.MAIL_SERVER_ANSWERED,
                 permanent=response.smtp_code >= 500,
+                status=response.smtp_code,
             ) from None
         except (smtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"the mail server could not be reached ({exc})") from None
+            raise DeliveryError(FailureReason.MAIL_SERVER_UNREACHABLE, detail=str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -143,11 +169,12 @@ class WebhookSms:
                 response.read(1024)
         except urllib.error.HTTPError as error:
             raise DeliveryError(
-                f"the SMS provider answered {error.code}",
+                FailureReason.SMS_PROVIDER_ANSWERED,
                 permanent=400 <= error.code < 500 and error.code not in (408, 429),
+                status=error.code,
             ) from None
         except (urllib.error.URLError, OSError) as exc:
-            raise DeliveryError(f"the SMS provider could not be reached ({exc})") from None
+            raise DeliveryError(FailureReason.SMS_PROVIDER_UNREACHABLE, detail=str(exc)) from None
 
 
 def email_backend(settings: Settings) -> EmailBackend:

@@ -244,6 +244,30 @@ class Leave(Message):
 
 @message
 @dataclass(frozen=True)
+class MediaState(Message):
+    """A participant turned their microphone (`audio`) or camera (`video`) on or off: the
+    others see a muted mark, or their name instead of a black picture."""
+
+    type: ClassVar[str] = "media-state"
+    audio: bool
+    video: bool
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.audio, bool) or not isinstance(self.video, bool):
+            raise ValueError("audio and video must be true or false")
+
+
+@message
+@dataclass(frozen=True)
+class Leaving(Message):
+    """A waiting patient's page is closing on purpose (it says so as it unloads); unless it
+    comes back at once (a reload), their visit ends."""
+
+    type: ClassVar[str] = "leaving"
+
+
+@message
+@dataclass(frozen=True)
 class Lock(Message):
     """Someone inside a room locks it (`locked` true) or unlocks it."""
 
@@ -379,6 +403,15 @@ class ClinicMessage(Message):
 
 @message
 @dataclass(frozen=True)
+class BackToWaiting(Message):
+    """The clinician left the call without ending it: the patient is back in the waiting
+    area, in the place they had."""
+
+    type: ClassVar[str] = "back-to-waiting"
+
+
+@message
+@dataclass(frozen=True)
 class MediaReady(Message):
     """A media node hosts the call: the browser may send its offer now."""
 
@@ -410,7 +443,8 @@ class Error(Message):
 @message
 @dataclass(frozen=True)
 class RoomState(Message):
-    """Who is inside a room's call (`people`: id and name each) and whether it is locked.
+    """Who is inside a call (`people`: id, name, role, and whether their microphone
+    (`audio`) and camera (`video`) are on) and whether it is locked.
 
     Sent to the clinic's room lists and to everyone in the call whenever it changes; `room` is
     the room's key (empty for a consultation).
@@ -418,7 +452,7 @@ class RoomState(Message):
 
     type: ClassVar[str] = "room-state"
     room: str
-    people: list[dict[str, str]]
+    people: list[dict[str, Any]]
     locked: bool
 
 
@@ -437,6 +471,9 @@ class NodeOffer(Message):
     sdp: str
     #: The socket the offer came through; a later offer from a new socket replaces this one.
     connection: str
+    #: The request that opened the call (the join): the node logs its lines for the offer with
+    #: it, so one grep follows a call from the join through a worker to the node.
+    request_id: str = ""
 
 
 @message
@@ -450,6 +487,8 @@ class NodeLeave(Message):
     #: Only the connection this socket made is closed: a stale socket that closes late must not
     #: take down the connection the same participant has since made from a new one.
     connection: str
+    #: The request that opened the call, as in NodeOffer.
+    request_id: str = ""
 
 
 @message
@@ -459,6 +498,8 @@ class NodeCloseRoom(Message):
 
     type: ClassVar[str] = "node-close-room"
     call: str
+    #: The request that ended the call.
+    request_id: str = ""
 
 
 # --- web → web ----------------------------------------------------------------------------------

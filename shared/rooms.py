@@ -175,23 +175,32 @@ def link_state(link: GuestLink, at: dt.datetime | None = None) -> LinkState:
     return LinkState.ACTIVE
 
 
-def use_link(session: Session, link: GuestLink) -> bool:
-    """Spend a link on one guest's entry; False when it cannot admit anyone now.
+def spend_link(session: Session, link_id: int) -> bool:
+    """Spend a single-use link on the guest being admitted now; False when someone else used
+    it (or it was revoked) meanwhile. The caller has checked that it had not expired.
 
-    A single-use link is claimed with one conditional UPDATE, so two people opening it at the
-    same instant cannot both come in.
+    One conditional UPDATE, so two people whose pages enter at the same instant cannot both
+    come in. The link is spent when its guest is let in, not when they give their name: a room
+    that is full or locked at that moment must not use up the guest's only way in.
     """
-    if link_state(link) != LinkState.ACTIVE:
-        return False
-    if not link.single_use:
-        return True
     claimed = session.execute(
         update(GuestLink)
-        .where(GuestLink.id == link.id, GuestLink.used_at.is_(None))
+        .where(
+            GuestLink.id == link_id,
+            GuestLink.used_at.is_(None),
+            GuestLink.revoked_at.is_(None),
+        )
         .values(used_at=now())
     )
-    session.expire(link)
     return bool(claimed.rowcount)  # type: ignore[attr-defined]
+
+
+def restore_link(session: Session, link_id: int) -> None:
+    """Give back a single-use link spent on a guest the room then refused (full, or locked).
+
+    Only the guest who spent it can restore it: nobody else can have marked it used meanwhile.
+    """
+    session.execute(update(GuestLink).where(GuestLink.id == link_id).values(used_at=None))
 
 
 def revoke_link(session: Session, link: GuestLink) -> None:

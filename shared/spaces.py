@@ -22,8 +22,11 @@ from typing import Any
 from redis import Redis
 
 from shared import keys
-from shared.errors import CloseReason, SpaceAlreadyClaimed, SpaceNotFound
+from shared.calls import CALL_CAPACITY, PRESENCE_STALE
+from shared.errors import CloseReason, RoomFull, SpaceAlreadyClaimed, SpaceNotFound
+from shared.logs import current_request_id
 from shared.protocol import (
+    BackToWaiting,
     CallStarted,
     ClinicMessage,
     Ended,
@@ -74,6 +77,8 @@ class Space:
     participant_id: str
     connected: bool = True
     disconnected_at: float = 0.0
+    #: Whether the patient's page was ever connected (one that never was has not "dropped").
+    was_connected: bool = False
     call_id: str = ""
     clinician_id: str = ""
     clinician_name: str = ""
@@ -95,6 +100,7 @@ class Space:
             participant_id=raw["participant_id"],
             connected=raw.get("connected", "1") == "1",
             disconnected_at=float(raw.get("disconnected_at") or 0.0),
+            was_connected=raw.get("was_connected") == "1",
             call_id=raw.get("call_id", ""),
             clinician_id=raw.get("clinician_id", ""),
             clinician_name=raw.get("clinician_name", ""),
@@ -114,6 +120,7 @@ class Space:
             "status": self.status,
             "connected": self.connected,
             "disconnected_at": self.disconnected_at,
+            "was_connected": self.was_connected,
             "clinician": self.clinician_name,
             "clinician_id": self.clinician_id,
             "call": self.call_id,
@@ -134,14 +141,19 @@ redis.call('EXPIRE', KEYS[4], ARGV[1])
 return 1
 """
 
-# KEYS: space, the call it would join, that call's spaces. ARGV: space id, clinician id,
-# clinician name, now, mode (join | resume | add), call id (a new one to join; the call to add
-# to), the call key prefix.
+# KEYS: space. ARGV: space id, clinician id, clinician name, now, mode (join | resume | add),
+# call id (a new one to join; the call to add to), the call key prefix, the patient's
+# participant id, their person JSON (as the call's people hold it), stale before, capacity,
+# the participants' TTL, the request id (kept with a new call, for the logs).
 #   join:   a waiting patient, into a new call of theirs;
 #   resume: a patient on hold, back into the same call, by the clinician who held them;
 #   add:    a waiting patient (or one this clinician holds) into this clinician's call.
+# Resume and add take the patient's place among those inside in the same step (six at most,
+# as shared/calls.py admits): a call that is full refuses them and nothing changes, rather
+# than the patient being marked in the call and then refused at the door by their own page.
 # The clinician already seeing a patient gets their call back (a reloaded page, a second tab).
-# Returns {'ok', call id, 'new' | 'same'} | {'missing'} | {'claimed', by whom} | {'no-call'}.
+# Returns {'ok', call id, 'new' | 'same'} | {'missing'} | {'claimed', by whom} | {'no-call'}
+# | {'full'}.
 _TAKE = """
 local s = redis.call('HMGET', KEYS[1], 'status', 'clinician_id', 'clinician_name', 'call_id',
                      'clinic_id')
@@ -158,10 +170,24 @@ local call = ARGV[7] .. call_id
 local ttl = redis.call('TTL', KEYS[1])
 if mode == 'join' then
   redis.call('HSET', call, 'kind', 'space', 'clinic_id', s[5], 'space_id', ARGV[1],
-             'clinician_id', ARGV[2], 'started_at', ARGV[4])
+             'clinician_id', ARGV[2], 'started_at', ARGV[4], 'request_id', ARGV[13])
   redis.call('EXPIRE', call, ttl)
 elseif redis.call('EXISTS', call) == 0 then
   return {'no-call'}
+else
+  local inside, people = call .. ':participants', call .. ':people'
+  local stale = redis.call('ZRANGEBYSCORE', inside, '-inf', '(' .. ARGV[10])
+  if #stale > 0 then
+    redis.call('ZREM', inside, unpack(stale))
+    redis.call('HDEL', people, unpack(stale))
+  end
+  if not redis.call('ZSCORE', inside, ARGV[8]) then
+    if redis.call('ZCARD', inside) >= tonumber(ARGV[11]) then return {'full'} end
+    redis.call('ZADD', inside, ARGV[4], ARGV[8])
+    redis.call('HSET', people, ARGV[8], ARGV[9])
+    redis.call('EXPIRE', inside, ARGV[12])
+    redis.call('EXPIRE', people, ARGV[12])
+  end
 end
 if s[1] == 'on-hold' and s[4] and s[4] ~= call_id then
   redis.call('SREM', ARGV[7] .. s[4] .. ':spaces', ARGV[1])
@@ -184,14 +210,10 @@ redis.call('HSET', KEYS[1], 'status', 'on-hold')
 return 1
 """
 
-# KEYS: space, space token, waiting area, activity, messages. ARGV: space id, the token hash
-# read before, the call key prefix. The call is read inside the script: a clinician joining at
-# the same moment cannot leave a call behind. The call ends with its last space. Returns the
-# space's last hash and, when its call ended, the call's node, or nothing if already gone.
-_END = """
-if redis.call('HGET', KEYS[1], 'token_hash') ~= ARGV[2] then return false end
-local space = redis.call('HGETALL', KEYS[1])
-local call_id = redis.call('HGET', KEYS[1], 'call_id')
+# Takes the space ARGV[1] out of call `call_id` (a local of the script that includes this;
+# ARGV[3] is the call key prefix); a call left by its last space ends, and `node` is then the
+# node that hosted it, else ''.
+_OUT_OF_CALL = """
 local node = ''
 if call_id then
   local call = ARGV[3] .. call_id
@@ -201,27 +223,38 @@ if call_id then
     redis.call('DEL', call, call .. ':spaces')
   end
 end
+"""
+
+# KEYS: space, space token, waiting area, activity, messages. ARGV: space id, the token hash
+# read before, the call key prefix. The call is read inside the script: a clinician joining at
+# the same moment cannot leave a call behind. The call ends with its last space. Returns the
+# space's last hash and, when its call ended, the call's node, or nothing if already gone.
+_END = (
+    """
+if redis.call('HGET', KEYS[1], 'token_hash') ~= ARGV[2] then return false end
+local space = redis.call('HGETALL', KEYS[1])
+local call_id = redis.call('HGET', KEYS[1], 'call_id')
+"""
+    + _OUT_OF_CALL
+    + """
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[4], KEYS[5])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return {node, space}
 """
+)
 
 # KEYS: space, old waiting area, new waiting area. ARGV: space id, new clinic id, call key
 # prefix. A patient moves to another clinic with what they typed and when they arrived; a call
 # they were in goes on without them (and ends if they were its last patient).
 # Returns {'ok', old clinic, call id left, node of a call that ended} or {'missing'}.
-_TRANSFER = """
+_TRANSFER = (
+    """
 local s = redis.call('HMGET', KEYS[1], 'clinic_id', 'entered_at', 'call_id')
 if not s[1] then return {'missing'} end
-local node = ''
-if s[3] then
-  local call = ARGV[3] .. s[3]
-  redis.call('SREM', call .. ':spaces', ARGV[1])
-  if redis.call('SCARD', call .. ':spaces') == 0 then
-    node = redis.call('HGET', call, 'node_id') or ''
-    redis.call('DEL', call, call .. ':spaces')
-  end
-end
+local call_id = s[3]
+"""
+    + _OUT_OF_CALL
+    + """
 redis.call('HDEL', KEYS[1], 'call_id', 'clinician_id', 'clinician_name', 'started_at')
 redis.call('HSET', KEYS[1], 'status', 'waiting', 'clinic_id', ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -229,6 +262,24 @@ redis.call('ZADD', KEYS[3], s[2], ARGV[1])
 redis.call('EXPIRE', KEYS[3], redis.call('TTL', KEYS[1]))
 return {'ok', s[1], s[3] or '', node}
 """
+)
+
+# KEYS: space. ARGV: space id, the call it is in, call key prefix. The clinician left that call
+# without ending it: the patient waits again where they were (their arrival time is their
+# place). Returns {node of a call that ended, or ''}, or false when not in that call.
+_BACK_TO_WAITING = (
+    """
+local s = redis.call('HMGET', KEYS[1], 'status', 'call_id')
+if s[1] ~= 'in-call' or s[2] ~= ARGV[2] then return false end
+local call_id = s[2]
+"""
+    + _OUT_OF_CALL
+    + """
+redis.call('HDEL', KEYS[1], 'call_id', 'clinician_id', 'clinician_name')
+redis.call('HSET', KEYS[1], 'status', 'waiting')
+return {node}
+"""
+)
 
 # KEYS: space. ARGV: now, '1' connected / '0' not. Returns the clinic when that changed, 0
 # when not, -1 when the space is gone.
@@ -237,7 +288,11 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 redis.call('HSET', KEYS[1], 'last_seen', ARGV[1])
 if redis.call('HGET', KEYS[1], 'connected') == ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'connected', ARGV[2])
-if ARGV[2] == '0' then redis.call('HSET', KEYS[1], 'disconnected_at', ARGV[1]) end
+if ARGV[2] == '0' then
+  redis.call('HSET', KEYS[1], 'disconnected_at', ARGV[1])
+else
+  redis.call('HSET', KEYS[1], 'was_connected', '1')
+end
 return tonumber(redis.call('HGET', KEYS[1], 'clinic_id'))
 """
 
@@ -250,6 +305,47 @@ redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 redis.call('EXPIRE', KEYS[1], ttl)
 return 1
 """
+
+
+# KEYS: the waiting areas, then the set of room calls. ARGV: the space and call key prefixes.
+# Read-only, for metrics: per waiting area its patients waiting, in a call and on hold; then
+# the consultation calls (those its patients are in) and room calls that still exist, and the
+# participants inside each kind. One pass over the patients, no key written.
+_FIGURES = """
+local areas, calls = {}, {}
+for i = 1, #KEYS - 1 do
+  local counts = {0, 0, 0}
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[i], 0, -1)) do
+    local s = redis.call('HMGET', ARGV[1] .. id, 'status', 'call_id')
+    if s[1] == 'waiting' then counts[1] = counts[1] + 1
+    elseif s[1] == 'in-call' then counts[2] = counts[2] + 1
+    elseif s[1] == 'on-hold' then counts[3] = counts[3] + 1 end
+    if s[2] then calls[s[2]] = 1 end
+  end
+  areas[i] = counts
+end
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[#KEYS])) do calls[id] = 2 end
+local totals = {0, 0, 0, 0}
+for id, kind in pairs(calls) do
+  if redis.call('EXISTS', ARGV[2] .. id) == 1 then
+    totals[kind] = totals[kind] + 1
+    totals[kind + 2] = totals[kind + 2] + redis.call('ZCARD', ARGV[2] .. id .. ':participants')
+  end
+end
+return {areas, totals}
+"""
+
+
+@dataclass(frozen=True)
+class LiveFigures:
+    """What the live state holds right now, for metrics."""
+
+    #: clinic id → {status → patients}, for every clinic with a waiting area in Redis.
+    patients: dict[int, dict[str, int]]
+    #: kind (`consultation`, `room`) → calls open.
+    calls: dict[str, int]
+    #: kind → people inside those calls.
+    participants: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -272,8 +368,10 @@ class Spaces:
         self._hold = redis.register_script(_HOLD)
         self._end = redis.register_script(_END)
         self._transfer = redis.register_script(_TRANSFER)
+        self._back_to_waiting = redis.register_script(_BACK_TO_WAITING)
         self._presence = redis.register_script(_PRESENCE)
         self._append = redis.register_script(_APPEND)
+        self._figures = redis.register_script(_FIGURES)
 
     def publish(self, channel: str, message: Message) -> None:
         self.redis.publish(channel, message.encode())
@@ -402,21 +500,40 @@ class Spaces:
     ) -> Taken:
         """Join a waiting patient (a new call), resume one on hold, or add one to `call_id`.
 
-        Exactly one clinician wins a patient. Raises SpaceNotFound, or SpaceAlreadyClaimed
-        naming who is seeing them.
+        Exactly one clinician wins a patient. Raises SpaceNotFound, SpaceAlreadyClaimed naming
+        who is seeing them, or RoomFull when the call to resume or add to holds six already
+        (then nothing changed: the patient still waits, or stays on hold).
         """
         space = self.get(space_id)
         if space is None or space.clinic_id != clinic_id:
             raise SpaceNotFound(space_id)
         new_call = secrets.token_urlsafe(12) if mode == "join" else call_id
+        now = time.time()
+        person = json.dumps({"name": space.display_name, "role": "patient", "since": now})
         result = self._take(
             keys=[keys.space(space_id)],
-            args=[space_id, clinician_id, name, repr(time.time()), mode, new_call, keys.call("")],
+            args=[
+                space_id,
+                clinician_id,
+                name,
+                repr(now),
+                mode,
+                new_call,
+                keys.call(""),
+                space.participant_id,
+                person,
+                repr(now - PRESENCE_STALE),
+                CALL_CAPACITY,
+                keys.CALL_TTL,
+                current_request_id(),
+            ],
         )
         if result[0] in ("missing", "no-call"):
             raise SpaceNotFound(space_id)
         if result[0] == "claimed":
             raise SpaceAlreadyClaimed(by=result[1])
+        if result[0] == "full":
+            raise RoomFull(capacity=CALL_CAPACITY)
         taken = self.get(space_id)
         if taken is None:
             raise SpaceNotFound(space_id)
@@ -464,6 +581,22 @@ class Spaces:
             self.announce(moved, "arrived")
         self.publish(keys.space_events(space_id), Transferred(clinic=to_clinic))
         return old_clinic, result[2], result[3]
+
+    def back_to_waiting(self, space_id: str, call_id: str) -> str | None:
+        """The clinician left `call_id` without ending it: the patient waits again, in the
+        place they had. Returns the node of a call that ended ('' if it goes on), or None when
+        the patient was no longer in that call."""
+        result = self._back_to_waiting(
+            keys=[keys.space(space_id)], args=[space_id, call_id, keys.call("")]
+        )
+        if not result:
+            return None
+        self.record(space_id, "back", "")
+        space = self.get(space_id)
+        if space is not None:
+            self.announce(space, "updated")
+        self.publish(keys.space_events(space_id), BackToWaiting())
+        return str(result[0])
 
     def send_message(self, space_id: str, text: str, by: str) -> bool:
         """A message from the clinic, shown to the patient at once; False if the space is gone."""
@@ -569,6 +702,53 @@ class Spaces:
             if max(seen or [float(call.get("started_at") or 0)]) < cutoff:
                 stale.append((space_id, CloseReason.CALL_ABANDONED))
         return stale
+
+    def deserted(self, clinic_id: int, grace: float) -> list[tuple[str, str]]:
+        """Patients still connected to a call that no clinician has been in for `grace`
+        seconds (they pressed Back, or their page died), as (space, call) pairs.
+
+        A call's hash records when each participant's page last answered (`seen:<id>`); team
+        members' ids start with "u". A call opened less than `grace` ago is left alone: its
+        clinician may still be on the way in.
+        """
+        cutoff = time.time() - grace
+        calls = [
+            (space.id, space.call_id)
+            for space in self.waiting_area(clinic_id)
+            if space.status == IN_CALL and space.call_id
+        ]
+        pipe = self.redis.pipeline()
+        for space_id, call_id in calls:
+            pipe.hget(keys.space(space_id), "last_seen")
+            pipe.hgetall(keys.call(call_id))
+        answers = pipe.execute()
+        deserted = []
+        for (space_id, call_id), last_seen, call in zip(
+            calls, answers[::2], answers[1::2], strict=True
+        ):
+            if not call or float(last_seen or 0) < cutoff:
+                continue  # ended meanwhile, or the patient is gone too: abandoned, not deserted
+            seen = [float(v) for k, v in call.items() if k.startswith("seen:u")]
+            if max(seen or [float(call.get("started_at") or 0)]) < cutoff:
+                deserted.append((space_id, call_id))
+        return deserted
+
+    def figures(self) -> LiveFigures:
+        """Patients per clinic and status, calls and their participants: one SCAN for the
+        waiting areas and one read-only script (cheap enough for every scrape)."""
+        clinics = self.clinics()
+        areas, totals = self._figures(
+            keys=[*(keys.waiting_area(c) for c in clinics), keys.ROOM_CALLS],
+            args=[keys.space(""), keys.call("")],
+        )
+        return LiveFigures(
+            patients={
+                clinic: dict(zip((WAITING, IN_CALL, ON_HOLD), counts, strict=True))
+                for clinic, counts in zip(clinics, areas, strict=True)
+            },
+            calls={"consultation": totals[0], "room": totals[1]},
+            participants={"consultation": totals[2], "room": totals[3]},
+        )
 
     def clinics(self) -> list[int]:
         """Ids of clinics that have a waiting area in Redis right now."""

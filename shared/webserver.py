@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import gc
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
+from shared import logs
 from shared.config import Settings
+from shared.metrics import MULTIPROC_VARIABLE
 
 
 class _Gunicorn(BaseApplication):
@@ -36,20 +42,38 @@ class _Gunicorn(BaseApplication):
         return app
 
 
-def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+def serve(
+    settings: Settings, host: str, port: int, workers: int, metrics_dir: str | None = None
+) -> None:
     """Run `workers` web processes on one port until SIGINT or SIGTERM.
 
     Each is a gunicorn master with one gevent worker, its listening socket bound with
     SO_REUSEPORT: the kernel spreads new connections evenly over them. (One master with
     several workers sharing a socket lets whichever worker is idle take every connection:
     all 20 dashboards once landed on one of two workers.)
+
+    All of them write their metrics into `metrics_dir` (prometheus_client's multi-process
+    mode), so a scrape that reaches any of them answers for all; without one, a fresh folder
+    is made, and removed at the end (figures of an earlier run must not be added in).
     """
+    if metrics_dir is None:
+        metrics_dir = tempfile.mkdtemp(prefix="vidclinic-web-metrics-")
+        try:
+            serve(settings, host, port, workers, metrics_dir)
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        return
+    # Read by prometheus_client when it is first imported: in the gevent workers, later.
+    os.environ[MULTIPROC_VARIABLE] = metrics_dir
     if workers == 1:
         _serve_one(settings, host, port)
         return
     command = [sys.executable, "-m", "shared.cli", "web", "--workers", "1"]
     children = [
-        subprocess.Popen([*command, "--host", host, "--port", str(port)]) for _ in range(workers)
+        subprocess.Popen(
+            [*command, "--host", host, "--port", str(port), "--metrics-dir", metrics_dir]
+        )
+        for _ in range(workers)
     ]
     stopping = False
 
@@ -72,7 +96,23 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         raise SystemExit(1)  # a web process died: let the supervisor above restart us all
 
 
+def _child_exit(_server: Any, worker: Any) -> None:
+    """A gevent worker ended (gunicorn starts another): its open-socket gauges stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def _serve_one(settings: Settings, host: str, port: int) -> None:
+    logs.configure(settings, "web")
+
+    class Logger(glogging.Logger):
+        """gunicorn's own lines (start, workers, errors) in the settings' format too."""
+
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            self.error_log.handlers = [logs.handler(settings, "web")]
+
     _Gunicorn(
         settings,
         {
@@ -87,5 +127,7 @@ def _serve_one(settings: Settings, host: str, port: int) -> None:
             "timeout": 30,
             "loglevel": settings.log_level.lower(),
             "proc_name": "vidclinic-web",
+            "child_exit": _child_exit,
+            "logger_class": Logger,
         },
     ).run()

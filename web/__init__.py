@@ -17,9 +17,10 @@ from flask_sock import ConnectionClosed, Sock
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from shared import logs
 from shared.config import Settings
 from shared.protocol import check_depth
-from web import i18n
+from web import i18n, metrics
 from web.services import Services
 
 #: Sent with every response: scripts and connections only from this site (its sockets at the
@@ -72,7 +73,9 @@ class GuardedSock(Sock):
     reconnect after.
     """
 
-    def route(self, path: str, bp: Any = None, **kwargs: Any) -> Callable[..., Any]:
+    def route(self, path: str, bp: Any = None, *, kind: str, **kwargs: Any) -> Callable[..., Any]:
+        """A socket route; `kind` names its sockets in the metrics (patient, dashboard, …)."""
+
         def decorator(handler: Callable[..., None]) -> Callable[..., Response]:
             @functools.wraps(handler)
             def socket_route(*args: Any, **kwargs: Any) -> Response:
@@ -80,6 +83,7 @@ class GuardedSock(Sock):
 
                 pinger = Services.current().pinger
                 ws = Socket(request.environ, pinger)
+                metrics.socket_opened(kind)
                 try:
                     handler(ws, *args, **kwargs)
                 except ConnectionClosed:
@@ -90,6 +94,7 @@ class GuardedSock(Sock):
                         ws.close(reason=SOCKET_INTERNAL_ERROR, message="server error")
                 finally:
                     pinger.remove(ws)
+                    metrics.socket_closed(kind)
                 with contextlib.suppress(Exception):
                     ws.close()
                 return _SocketDone(ws.mode)
@@ -137,9 +142,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=settings.session_hours * 3600,
         MAX_CONTENT_LENGTH=256 * 1024,
     )
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings, "web")
     app.extensions["vidclinic"] = Services(settings)
     if settings.proxy_hops:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
@@ -156,7 +159,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     sock.init_app(app)
     i18n.init_app(app)
 
-    from web import clinic, errors
+    from web import clinic, errors, health
     from web.admin import clinic_settings  # noqa: F401  (routes on the admin blueprint)
     from web.admin.views import bp as admin_bp
     from web.auth import account, team_links  # noqa: F401  (routes on the auth blueprint)
@@ -171,6 +174,20 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(blueprint)
     errors.init_app(app)
     clinic.init_app(app)
+    health.init_app(app, settings)
+    metrics.init_app(app, settings, app.extensions["vidclinic"].spaces)
+
+    @app.before_request
+    def _request_id() -> None:
+        # A socket's request lasts as long as the socket: its id marks all it does.
+        g.request_id = logs.request_id_from(request.headers.get("X-Request-ID"))
+        g.request_id_token = logs.REQUEST_ID.set(g.request_id)
+
+    @app.teardown_request
+    def _forget_request_id(_exc: BaseException | None) -> None:
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            logs.REQUEST_ID.reset(token)
 
     @app.before_request
     def _no_socket_compression() -> None:
@@ -190,6 +207,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
         for header, value in SECURITY_HEADERS.items():
             response.headers.setdefault(header, value)
+        if "request_id" in g:
+            response.headers["X-Request-ID"] = g.request_id
         if request.endpoint != "static":
             # Every page here is someone's: patient cards and names, a patient's own space, a
             # form's CSRF token. No browser or proxy cache may keep a copy.
@@ -201,12 +220,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         session = g.pop("db", None)
         if session is not None:
             session.close()
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        """For load balancers and orchestrators: Redis answers."""
-        Services.current().redis.ping()
-        return {"status": "ok"}
 
     return app
 

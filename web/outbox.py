@@ -14,6 +14,7 @@ from marshmallow import ValidationError, validate
 from sqlalchemy.orm import Session
 
 from shared.models import Delivery, DeliveryState, GuestLink, Room, User
+from shared.notifications import FailureReason
 from shared.rooms import room_title
 from web.i18n import gettext as _
 from web.services import Services
@@ -34,6 +35,23 @@ def recipient_for(channel: str, to: str) -> tuple[str, str | None]:
     if not PHONE.match(to) or not 7 <= len(digits) <= 15:
         return to, _("Enter a phone number of 7 to 15 digits, like +380 44 123 4567.")
     return ("+" if to.startswith("+") else "") + digits, None
+
+
+def failure_text(error: str) -> str:
+    """Why a send failed, in the member's language, from what the delivery keeps (a reason's
+    code and the server's answer); anything else is shown as it was kept."""
+    code, _space, status = error.partition(" ")
+    if code == FailureReason.ADDRESS_REFUSED:
+        return _("the mail server refused the address")
+    if code == FailureReason.MAIL_SERVER_ANSWERED:
+        return _("the mail server answered %(status)s", status=status)
+    if code == FailureReason.MAIL_SERVER_UNREACHABLE:
+        return _("the mail server could not be reached")
+    if code == FailureReason.SMS_PROVIDER_ANSWERED:
+        return _("the SMS provider answered %(status)s", status=status)
+    if code == FailureReason.SMS_PROVIDER_UNREACHABLE:
+        return _("the SMS provider could not be reached")
+    return error
 
 
 def queue_guest_link(

@@ -9,9 +9,9 @@ ends the call.
 from __future__ import annotations
 
 from shared.calls import Person
-from shared.errors import RoomFull, RoomLocked, VidclinicError
-from shared.protocol import Offer
-from web.i18n import gettext as _
+from shared.errors import RoomFull, VidclinicError
+from shared.protocol import MediaState, Offer
+from web.errors import message_for
 from web.services import Services
 from web.signalling import (
     SocketSession,
@@ -84,6 +84,12 @@ class RoomCall:
             self.session, live, self.call_id, self.person.participant, self.person.name, offer
         )
 
+    def media_state(self, state: MediaState) -> None:
+        """The participant's microphone or camera went on or off: the others are told."""
+        self.services.socket_calls.set_media(
+            self.call_id, self.person.participant, state.audio, state.video
+        )
+
     def lock(self, locked: bool) -> bool:
         """Lock or unlock the room; True when it changed."""
         return self.services.socket_calls.set_locked(self.call_id, locked)
@@ -99,11 +105,5 @@ class RoomCall:
 
 def refuse_entry(session: SocketSession, refused: VidclinicError) -> None:
     """Tell the browser why it cannot come in, then close; it sets nothing up."""
-    if isinstance(refused, RoomLocked):
-        text = _("This room is locked. Ask someone inside to unlock it.")
-    elif isinstance(refused, RoomFull) and refused.capacity:
-        text = _("This room is full (%(count)s participants).", count=refused.capacity)
-    else:
-        text = _("Something went wrong. Please try again.")
-    session.error(refused.code, text)
+    session.error(refused.code, message_for(refused))
     session.close_socket()

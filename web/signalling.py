@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from shared import keys
 from shared.errors import MediaBusy, SocketCloseReason
 from shared.live import LiveState
+from shared.logs import REQUEST_ID, current_request_id
 from shared.protocol import (
     CloseSocket,
     Error,
@@ -186,6 +187,8 @@ class SocketSession:
         self._control = ""
         self._session = ""
         self._ends: threading.Timer | None = None
+        #: The socket's request id, for the log lines of its relay threads too.
+        self._request_id = current_request_id()
         # Chosen now, in the request's language: close notices are obeyed on the relay thread,
         # outside the request.
         self._closed_texts = _closed_texts()
@@ -265,6 +268,7 @@ class SocketSession:
         self._relay.start()
 
     def _drain(self) -> None:
+        REQUEST_ID.set(self._request_id)  # a thread of its own: its own context
         handler = self._handler
         assert handler is not None
         while True:
@@ -404,7 +408,9 @@ def relay_offer(
         name=name,
         sdp=offer.sdp,
         connection=session.connection,
+        request_id=call.request_id or current_request_id(),
     )
+    log.info("call %s: offer of %s relayed to media node %s", call_id, participant, call.node_id)
     try:
         live.send_to_node(call.node_id, command)
     except MediaBusy as busy:
@@ -415,7 +421,12 @@ def leave_node(session: SocketSession, live: LiveState, call_id: str, participan
     """Tell the node this socket is gone, so it frees the socket's peer connection at once."""
     call = live.get_call(call_id)
     if call is not None and live.live_node(call.node_id):
-        command = NodeLeave(call=call_id, participant=participant, connection=session.connection)
+        command = NodeLeave(
+            call=call_id,
+            participant=participant,
+            connection=session.connection,
+            request_id=call.request_id or current_request_id(),
+        )
         try:
             live.send_to_node(call.node_id, command)
         except MediaBusy:

@@ -8,21 +8,24 @@ as an `error` with a sentence in their language.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from dataclasses import dataclass
 
 from flask import url_for
 
 from shared.accounts import clinic_by_slug, membership
-from shared.consultations import end_consultation
-from shared.errors import CloseReason, MediaBusy, SpaceAlreadyClaimed, SpaceNotFound
-from shared.protocol import Joined, NodeCloseRoom
+from shared.consultations import close_room, end_consultation
+from shared.errors import CloseReason, RoomFull, SpaceAlreadyClaimed, SpaceNotFound
+from shared.protocol import Joined
 from shared.spaces import ON_HOLD, WAITING, Space
+from web import metrics
 from web.errors import message_for
 from web.i18n import gettext as _
 from web.services import Services
 from web.signalling import SocketSession
 from workers.app import ALLOCATE_MEDIA_NODE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,7 +60,27 @@ class StaffActions:
         except (SpaceNotFound, SpaceAlreadyClaimed) as refused:
             self.session.error(refused.code, message_for(refused))
             return None
-        if taken.opened and self.services.socket_live.place_call(taken.call_id) is None:
+        except RoomFull as full:
+            # Told to the clinician's call page, which stays in its call: "room-full" is what a
+            # page refused at the door hears, and it stops there.
+            self.session.error("call-full", message_for(full))
+            return None
+        if mode != "join":
+            # The patient took their place among those inside as they came in: everyone in the
+            # call hears who is inside now (their page, coming in, is no newcomer).
+            self.services.socket_calls.announce(taken.call_id)
+        if not taken.opened:
+            return taken.call_id
+        metrics.patient_joined(taken.space.entered_at)
+        node_id = self.services.socket_live.place_call(taken.call_id)
+        log.info(
+            "call %s opened by %s for space %s, media node %s",
+            taken.call_id,
+            self.clinician,
+            space_id,
+            node_id or "none yet: allocation queued",
+        )
+        if node_id is None:
             # Placing the call here saves the task queue's round trip on every join; a
             # worker keeps trying only when no node has room right now.
             self.services.celery.send_task(ALLOCATE_MEDIA_NODE, args=[taken.call_id])
@@ -113,13 +136,11 @@ class StaffActions:
             allowed = target is not None and membership(db, self.user_id, target.id) is not None
             target_id = target.id if target is not None else 0
         if not allowed or target_id == self.clinic_id:
-            self.session.error("forbidden", _("You can transfer only to your other clinics."))
+            self.session.error("not-your-clinic", _("You can transfer only to your other clinics."))
             return
         moved = self.services.socket_spaces.transfer(space_id, target_id, self.name)
         if moved is not None and moved[2]:
-            # A full inbox: the browsers leave the call themselves and the node follows them.
-            with contextlib.suppress(MediaBusy):
-                self.services.socket_live.send_to_node(moved[2], NodeCloseRoom(call=moved[1]))
+            close_room(self.services.socket_live, moved[2], moved[1])
 
     def remove(self, space_id: str) -> None:
         """ "Remove": the patient is told and their space deleted with everything in it."""

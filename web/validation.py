@@ -19,6 +19,17 @@ TOO_DEEP = _l("Send the fields as a JSON object of plain values, not nested list
 
 FieldErrors = dict[str, list[str]]
 
+#: Characters that reorder the text around them: a name ending in U+202E would show everything
+#: after it reversed on a colleague's screen. Nothing a person types needs them.
+BIDI_CONTROLS = dict.fromkeys(
+    [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
+
+
+def plain_text(value: str) -> str:
+    """`value` without surrounding white space or bidirectional controls."""
+    return value.translate(BIDI_CONTROLS).strip()
+
 
 def text_field(max_length: int, **kwargs: Any) -> fields.String:
     """A required text field: stripped, not empty, at most `max_length` characters."""
@@ -34,7 +45,8 @@ def text_field(max_length: int, **kwargs: Any) -> fields.String:
 
 
 class StrippedSchema(Schema):
-    """Strips surrounding white space from every string before validating."""
+    """Strips surrounding white space and bidirectional controls from every string before
+    validating."""
 
     class Meta:
         unknown = "raise"
@@ -43,7 +55,7 @@ class StrippedSchema(Schema):
         """Validated data and no errors, or no data and every field's messages as plain strings."""
         if not isinstance(data, Mapping):
             return {}, {"_schema": [str(NOT_AN_OBJECT)]}
-        cleaned = {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
+        cleaned = {k: plain_text(v) if isinstance(v, str) else v for k, v in data.items()}
         try:
             return self.load(cleaned), {}
         except ValidationError as error:
@@ -65,9 +77,11 @@ def json_body() -> tuple[Any, FieldErrors]:
 
 
 def _plain(messages: Any) -> FieldErrors:
+    """One message per field, the first that applies: an empty email is "required", not also
+    "not an email address" (marshmallow runs every validator of a field)."""
     out: FieldErrors = {}
     for name, value in messages.items():
         items = value if isinstance(value, list) else [value]
-        texts = [str(item) for item in items]
-        out[name] = [str(UNKNOWN) if t == "Unknown field." else t for t in texts]
+        first = str(items[0])
+        out[name] = [str(UNKNOWN) if first == "Unknown field." else first]
     return out

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import redis
 from celery import Celery, Task
+from celery.signals import before_task_publish, setup_logging, task_postrun, task_prerun
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import logs
 from shared.calls import CallPresence
 from shared.config import Settings
 from shared.consultations import Ending
@@ -23,6 +27,46 @@ SEND_EMAIL = "vidclinic.notifications.send_email"
 SEND_SMS = "vidclinic.notifications.send_sms"
 REQUEST_PASSWORD_RESET = "vidclinic.notifications.request_password_reset"
 ARRIVAL_EMAILS = "vidclinic.notifications.arrival_emails"
+#: A task message's header: the Unix time it was sent (the worker's metrics measure the wait).
+SENT_AT = "vidclinic_sent_at"
+#: A task message's header: the id of the request it works for (see shared/logs.py).
+REQUEST_ID = "vidclinic_request_id"
+
+
+def header(task: Task, name: str) -> Any:
+    """One of our headers of the running task's message."""
+    return task.request.get(name) or (task.request.headers or {}).get(name)
+
+
+@before_task_publish.connect
+def _stamp(headers: dict[str, Any], **_: Any) -> None:
+    """Runs wherever a task is sent (web, worker, beat), before the message leaves: a task
+    sent by a task keeps the request id it works for."""
+    headers[SENT_AT] = time.time()
+    if logs.current_request_id():
+        headers[REQUEST_ID] = logs.current_request_id()
+
+
+@task_prerun.connect
+def _bind_request_id(task: Task, **_: Any) -> None:
+    """The task's log lines carry the id of the request that sent it (beat's: a new one)."""
+    logs.REQUEST_ID.set(header(task, REQUEST_ID) or logs.request_id_from(None))
+
+
+@task_postrun.connect
+def _unbind_request_id(**_: Any) -> None:
+    logs.REQUEST_ID.set("")
+
+
+def log_as(settings: Settings, process: str) -> None:
+    """Have Celery leave logging to us (one line per event, the settings' format) in this
+    process and the pool processes it forks."""
+
+    def configure(**_: Any) -> None:
+        logs.configure(settings, process)
+
+    configure()  # now: Celery warns (superuser, …) before it sets logging up
+    setup_logging.connect(configure, weak=False)
 
 
 @dataclass

@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from shared.consultations import end_consultation
+from shared.consultations import close_room, end_consultation
 from workers.app import REAP_MEDIA_NODES, SWEEP_WAITING_AREAS, VidclinicTask
 
 log = logging.getLogger(__name__)
@@ -16,18 +16,23 @@ log = logging.getLogger(__name__)
 def sweep_waiting_areas(task: VidclinicTask) -> int:
     """End spaces nobody has been connected to past the grace period; returns how many.
 
-    A waiting patient who left times out; a call everyone left is abandoned; people whose
-    pages vanished from a room are let go (and an emptied room's call ends).
+    A waiting patient who left times out; a call everyone left is abandoned; a patient whose
+    clinician left the call without ending it waits again in their place; people whose pages
+    vanished from a room are let go (and an emptied room's call ends).
     """
     services = task.services
     ended = 0
     services.calls.sweep()
-    spaces = services.spaces
+    spaces, grace = services.spaces, services.settings.patient_grace
     for clinic_id in spaces.clinics():
         spaces.forget_missing(clinic_id)
-        for space_id, reason in spaces.stale(clinic_id, services.settings.patient_grace):
+        for space_id, reason in spaces.stale(clinic_id, grace):
             if end_consultation(services.ending, space_id, reason):
                 ended += 1
+        for space_id, call_id in spaces.deserted(clinic_id, grace):
+            node_id = spaces.back_to_waiting(space_id, call_id)
+            if node_id:
+                close_room(services.live, node_id, call_id)
     return ended
 
 

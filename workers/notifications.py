@@ -32,17 +32,17 @@ from workers.app import (
 
 log = logging.getLogger(__name__)
 
-#: Attempts before a delivery counts as failed: back-off 5 s, 10 s, 20 s … up to 5 minutes.
-MAX_ATTEMPTS = 8
+#: The longest wait between two attempts at a send, in seconds.
+MAX_BACKOFF = 300
 
 
-@shared_task(name=SEND_EMAIL, bind=True, max_retries=MAX_ATTEMPTS)
+@shared_task(name=SEND_EMAIL, bind=True)
 def send_email(task: VidclinicTask, delivery_id: int, to: str, subject: str, text: str) -> str:
     backend = email_backend(task.services.settings)
     return _deliver(task, delivery_id, lambda key: backend.send(Email(to, subject, text), key))
 
 
-@shared_task(name=SEND_SMS, bind=True, max_retries=MAX_ATTEMPTS)
+@shared_task(name=SEND_SMS, bind=True)
 def send_sms(task: VidclinicTask, delivery_id: int, to: str, text: str) -> str:
     backend = sms_backend(task.services.settings)
     return _deliver(task, delivery_id, lambda key: backend.send(to, text, key))
@@ -114,27 +114,28 @@ def arrival_emails(task: VidclinicTask, clinic_id: int, subject: str, text: str)
 
 def _deliver(task: VidclinicTask, delivery_id: int, send: Callable[[str], None]) -> str:
     """Send once; returns what happened (`sent`, `already-sent`, `failed`)."""
-    redis = task.services.live.redis
+    redis, settings = task.services.live.redis, task.services.settings
     sent_key, lock_key = keys.delivery_sent(delivery_id), keys.delivery_sending(delivery_id)
     if redis.exists(sent_key):
         _record(task, delivery_id, DeliveryState.SENT)
         return "already-sent"
-    lock_seconds = 2 * task.services.settings.send_timeout
+    lock_seconds = 2 * settings.send_timeout
     if not redis.set(lock_key, task.request.id or "-", nx=True, ex=lock_seconds):
         # Another attempt is sending right now, or died sending: look again once its lock
         # has lapsed.
-        raise task.retry(countdown=lock_seconds, max_retries=MAX_ATTEMPTS + 10)
+        raise task.retry(countdown=lock_seconds, max_retries=settings.send_attempts + 10)
     try:
         send(f"vidclinic-delivery-{delivery_id}")
     except DeliveryError as failed:
         redis.delete(lock_key)
-        if failed.permanent or task.request.retries >= MAX_ATTEMPTS:
-            log.warning("delivery %s failed: %s", delivery_id, failed.reason)
-            _record(task, delivery_id, DeliveryState.FAILED, failed.reason)
+        if failed.permanent or task.request.retries + 1 >= settings.send_attempts:
+            log.warning("delivery %s failed: %s %s", delivery_id, failed, failed.detail)
+            _record(task, delivery_id, DeliveryState.FAILED, failed.stored)
             return "failed"
-        _record(task, delivery_id, DeliveryState.QUEUED, failed.reason)
-        backoff = min(300, 5 * 2**task.request.retries) * random.uniform(0.8, 1.2)
-        raise task.retry(countdown=backoff) from None
+        _record(task, delivery_id, DeliveryState.QUEUED, failed.stored)
+        delay = settings.send_retry_delay * 2**task.request.retries
+        backoff = min(MAX_BACKOFF, delay) * random.uniform(0.8, 1.2)
+        raise task.retry(countdown=backoff, max_retries=settings.send_attempts) from None
     redis.set(sent_key, "1", ex=keys.DELIVERY_SENT_TTL)
     redis.delete(lock_key)
     _record(task, delivery_id, DeliveryState.SENT)

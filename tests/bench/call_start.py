@@ -111,7 +111,7 @@ def _consultation(
             figures["reload: clinician sees patient"] = resumed - reloaded
 
         dashboard.get_by_role("button", name="End call").click()
-        expect(patient.get_by_role("status")).to_have_text("Your consultation has ended")
+        expect(patient.get_by_role("status")).to_have_text("Your consultation has ended.")
         return figures
     finally:
         context.close()

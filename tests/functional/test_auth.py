@@ -171,8 +171,9 @@ def test_a_sign_in_lasts_twelve_hours_at_most(stack: Stack) -> None:
     assert 12 * 3600 - 60 < stack.redis().ttl(record) <= 12 * 3600
 
 
-def test_a_form_sent_with_an_expired_token_gets_a_clear_400_page(stack: Stack) -> None:
-    """CSRF tokens last as long as a sign-in (twelve hours), not for ever."""
+def test_a_form_sent_with_an_expired_token_is_shown_again_as_typed(stack: Stack) -> None:
+    """CSRF tokens last as long as a sign-in (twelve hours), not for ever; a sign-in sent with
+    an expired one says so and keeps the email (never the password)."""
     session = requests.Session()
     csrf_token(session, f"{stack.url}/login")
 
@@ -190,8 +191,11 @@ def test_a_form_sent_with_an_expired_token_gets_a_clear_400_page(stack: Stack) -
         timeout=10,
     )
     assert response.status_code == 400
-    assert "This form has expired" in response.text
-    assert "Reload the page and send the form again." in response.text
+    assert "This page expired. Please try again." in response.text
+    assert f'value="{CLINICIAN.email}"' in response.text
+    assert CLINICIAN.password not in response.text
+    home = session.get(f"{stack.url}/", allow_redirects=False, timeout=10)
+    assert home.status_code == 302 and "/login" in home.headers["Location"]  # not signed in
 
 
 def test_a_strangers_guessing_never_stops_the_owner_signing_in_from_their_browser(

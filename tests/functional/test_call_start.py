@@ -71,7 +71,7 @@ def test_both_sides_see_each_other_soon_after_join_and_after_a_reload(
             assert back < BOUND_MS, f"{other.url} saw the reloaded side again after {back} ms"
 
         dashboard.get_by_role("button", name="End call").click()
-        expect(patient.get_by_role("status")).to_have_text("Your consultation has ended")
+        expect(patient.get_by_role("status")).to_have_text("Your consultation has ended.")
     finally:
         clinician_context.close()
         patient_context.close()

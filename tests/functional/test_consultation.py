@@ -78,16 +78,27 @@ def test_patient_and_clinician_hold_a_consultation(stack: Stack, browser: object
         patient_id = dashboard.locator("video[data-participant]").get_attribute("data-participant")
         assert patient_id == stack.redis().hget(f"vc:space:{space_id}", "participant_id")
 
-        # Mute and camera off switch the patient's own tracks, and say so to assistive tech.
-        for label, kind in (("Mute", "Audio"), ("Camera off", "Video")):
-            button = patient.get_by_role("button", name=label)
-            button.click()
-            expect(button).to_have_attribute("aria-pressed", "true")
+        # Mute and camera off switch the patient's own tracks; the button then says what it
+        # does next and that it is pressed; the clinician sees a muted mark, or the patient's
+        # name instead of a black picture.
+        tile = dashboard.locator("figure.remote")
+        for label, undo, kind, mark in (
+            ("Mute", "Unmute", "Audio", "[data-muted-mark]"),
+            ("Camera off", "Camera on", "Video", "[data-camera-off-mark]"),
+        ):
+            patient.get_by_role("button", name=label, exact=True).click()
+            pressed = patient.get_by_role("button", name=undo, exact=True)
+            expect(pressed).to_have_attribute("aria-pressed", "true")
             enabled = f"window.vidclinicCall.local.get{kind}Tracks()[0].enabled"
             assert patient.evaluate(enabled) is False
-            button.click()
-            expect(button).to_have_attribute("aria-pressed", "false")
+            expect(tile.locator(mark)).to_be_visible()
+            if kind == "Video":
+                expect(tile.locator(mark)).to_contain_text("Anna Melnyk")
+            pressed.click()
+            released = patient.get_by_role("button", name=label, exact=True)
+            expect(released).to_have_attribute("aria-pressed", "false")
             assert patient.evaluate(enabled) is True
+            expect(tile.locator(mark)).to_be_hidden()
 
         # The node forwarded the browsers' media without decoding or encoding any of it.
         time.sleep(1.5)  # a heartbeat publishes the counters
@@ -117,7 +128,7 @@ def test_patient_and_clinician_hold_a_consultation(stack: Stack, browser: object
 
         dashboard.get_by_role("button", name="End call").click()
 
-        expect(patient.get_by_role("status")).to_have_text("Your consultation has ended")
+        expect(patient.get_by_role("status")).to_have_text("Your consultation has ended.")
         expect(watcher_card).to_have_count(0)
         client = stack.redis()
         assert not client.exists(f"vc:space:{space_id}")

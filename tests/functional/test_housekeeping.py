@@ -3,6 +3,7 @@ still connected is kept."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 from sqlalchemy import select
@@ -14,6 +15,11 @@ from tests.support.http import Socket, enter, signed_in
 from tests.support.stack import Stack
 
 GRACE = 8  # VIDCLINIC_PATIENT_GRACE in the test stack
+
+
+def _now() -> dt.datetime:
+    """A moment just before an entry (a second back: the database may round times)."""
+    return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
 
 
 def _space_id(stack: Stack, last_name: str) -> str:
@@ -29,6 +35,7 @@ def test_a_patient_who_vanished_is_removed_after_the_grace_period(stack: Stack) 
     dashboard = Socket(stack, "/clinics/demo/waiting-area/ws", clinician)
     try:
         dashboard.receive_type("waiting-area")
+        entered_after = _now()
         enter(stack, {"first_name": "Vasyl", "last_name": "Vanished", "phone": "+380 93 222 3344"})
         space_id = _space_id(stack, "Vanished")
         started = time.monotonic()
@@ -42,16 +49,28 @@ def test_a_patient_who_vanished_is_removed_after_the_grace_period(stack: Stack) 
     client = stack.redis()
     assert not client.exists(f"vc:space:{space_id}")
     assert space_id not in client.zrange("vc:clinic:1:waiting-area", 0, -1)
-    # The record is written just after the announcement: give it a moment.
+    _wait_for_record(stack, "patient-timed-out", entered_after)
+
+
+def _records(stack: Stack, reason: str, entered_after: dt.datetime) -> int:
+    """Consultation records ending for `reason` of patients who entered after a moment: this
+    test's own, not earlier tests'."""
+    with session_for(stack.database_url) as session:
+        found = session.scalars(
+            select(Consultation).where(
+                Consultation.end_reason == reason, Consultation.entered_at >= entered_after
+            )
+        )
+        return len(list(found))
+
+
+def _wait_for_record(stack: Stack, reason: str, entered_after: dt.datetime) -> None:
+    """This space's record is written just after the announcement: give it a moment."""
     deadline = time.monotonic() + 5
-    while "patient-timed-out" not in _end_reasons(stack):
+    while not _records(stack, reason, entered_after):
         assert time.monotonic() < deadline, "no consultation record"
         time.sleep(0.1)
-
-
-def _end_reasons(stack: Stack) -> list[str]:
-    with session_for(stack.database_url) as session:
-        return list(session.scalars(select(Consultation.end_reason)))
+    assert _records(stack, reason, entered_after) == 1
 
 
 def test_a_connected_patient_is_kept_past_the_grace_period(stack: Stack) -> None:
@@ -83,6 +102,7 @@ def _join(stack: Stack, last_name: str) -> tuple[Socket, str]:
 def test_a_call_everyone_left_without_ending_is_ended_with_its_data(stack: Stack) -> None:
     """Both pages closed without "End call" or "Leave": after the grace period the space and
     its entry data go, the dashboards drop the card and a record is written."""
+    entered_after = _now()
     patient, _ = enter(
         stack, {"first_name": "Olha", "last_name": "Abandoned", "phone": "+380 93 222 7788"}
     )
@@ -108,10 +128,7 @@ def test_a_call_everyone_left_without_ending_is_ended_with_its_data(stack: Stack
     client = stack.redis()
     assert not client.exists(f"vc:space:{space_id}")
     assert not client.exists(f"vc:call:{call_id}")
-    deadline = time.monotonic() + 5
-    while "call-abandoned" not in _end_reasons(stack):
-        assert time.monotonic() < deadline, "no consultation record"
-        time.sleep(0.1)
+    _wait_for_record(stack, "call-abandoned", entered_after)
 
 
 def test_a_call_with_a_connected_participant_is_kept_past_the_grace_period(stack: Stack) -> None:

@@ -78,7 +78,7 @@ def _start_dev(
         if not line:
             break
         lines.append(line)
-        if "press Ctrl-C to stop" in line:
+        if "Press Ctrl-C to stop." in line:
             return process, lines
     process.kill()
     raise AssertionError("vidclinic dev did not come up:\n" + "".join(lines[-40:]))
@@ -93,10 +93,15 @@ def test_dev_starts_from_nothing_and_holds_a_consultation_then_stops_cleanly(
     process, lines = _start_dev(tmp_path, port)
     try:
         output = "".join(lines)
-        credentials = re.search(r"sign in as (\S+) with password (\S+)", output)
+        credentials = re.search(r"Email: +(\S+)\n +Password: +(\S+)", output)
         assert credentials, output
         base = f"http://127.0.0.1:{port}"
-        assert f"{base}/c/demo" in output and f"{base}/login" in output
+        assert f"Patient link:  {base}/c/demo" in output
+        assert f"Sign in:       {base}/login" in output
+        # What a newcomer needs is one block at the end, not buried in start-up chatter.
+        block = output.index("vidclinic is running.")
+        assert output[:block].count("\n") <= 3, output
+        assert "celery@" not in output and "Booting worker" not in output
         assert (tmp_path / "var" / "vidclinic.sqlite3").exists()
         children = _children(process.pid)
         assert len(children) >= 5  # redis, web (master + worker), media, worker, beat
@@ -119,7 +124,7 @@ def test_dev_starts_from_nothing_and_holds_a_consultation_then_stops_cleanly(
             wait_for_video_playing(clinician, "video[data-participant]")
             wait_for_video_playing(patient, "video[data-participant]")
             clinician.get_by_role("button", name="End call").click()
-            expect(patient.get_by_role("status")).to_have_text("Your consultation has ended")
+            expect(patient.get_by_role("status")).to_have_text("Your consultation has ended.")
         finally:
             patient_context.close()
             clinician_context.close()

@@ -12,7 +12,7 @@ from tests.support.http import Socket, signed_in
 from tests.support.pages import (
     new_context,
     sign_in,
-    wait_for_audio_packets,
+    wait_for_audio_from,
     wait_for_video_playing,
 )
 from tests.support.stack import Stack
@@ -57,7 +57,7 @@ def _join_as_guest(page: Page, url: str, name: str) -> None:
 def _sees_everyone(page: Page, others: list[str]) -> None:
     for name in others:
         wait_for_video_playing(page, f"video[aria-label='{name}']")
-    assert wait_for_audio_packets(page) > 0
+    wait_for_audio_from(page, others)
     people = page.get_by_role("list", name="People in this room")
     for name in others:
         expect(people).to_contain_text(name)

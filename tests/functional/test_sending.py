@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from playwright.sync_api import expect
 
 from shared.models import Delivery, DeliveryState
 from tests.support.accounts import ADMIN, CLINICIAN
 from tests.support.database import session_for
 from tests.support.http import csrf_token, signed_in
+from tests.support.pages import new_context, sign_in
 from tests.support.stack import Stack
 from workers.app import SEND_EMAIL
 
@@ -95,6 +97,42 @@ def test_a_guest_link_is_sent_by_email_and_by_sms(stack: Stack) -> None:
     _until(lambda: _deliveries(stack, made["link"]["id"]) == ["sent", "sent"])
     listed = admin.get(f"{stack.url}{room}/links", timeout=10).json()["links"]
     assert [d["state"] for d in listed[0]["deliveries"]] == ["sent", "sent"]
+
+
+def test_a_send_that_keeps_failing_ends_as_failed_with_its_reason_after_retries(
+    stack: Stack, browser: object
+) -> None:
+    """The mail server keeps answering "try again later": the worker tries as often as it is
+    configured to (three times here), then the member sees the send failed, and why, in the
+    guest-link list, in their language."""
+    to = "always-later@example.org"
+    stack.mail.refuse(to, "451 4.3.0 Mailbox busy, try again later")
+    admin, room = _meeting_room(stack, "Failing room")
+    context = new_context(browser)
+    try:
+        page = context.new_page()
+        sign_in(page, stack, ADMIN.email, ADMIN.password)
+        page.goto(f"{stack.url}{room}")
+        page.get_by_role("button", name="Create guest link").click()
+        dialog = page.get_by_role("dialog", name="Create guest link")
+        dialog.get_by_role("button", name="Create link").click()
+        expect(dialog.get_by_label("Guest link")).to_have_value(re.compile(r"/g/"))
+        dialog.get_by_label("Email address or phone number").fill(to)
+        dialog.get_by_role("button", name="Send").click()
+        listed = page.get_by_role("list", name="Guest links to this room")
+        expect(listed).to_contain_text(
+            f"{to}: Failed: the mail server refused the address", timeout=30_000
+        )
+    finally:
+        context.close()
+    assert stack.mail.refusals[to] == 3
+    assert stack.mail.to(to) == []
+    ukrainian = admin.get(
+        f"{stack.url}{room}/links", headers={"Accept-Language": "uk"}, timeout=10
+    ).json()["links"]
+    (delivery,) = ukrainian[0]["deliveries"]
+    assert delivery["state"] == "failed"
+    assert delivery["error"] == "поштовий сервер відхилив адресу"
 
 
 def test_sending_needs_the_links_own_address_and_a_valid_recipient(stack: Stack) -> None:

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 
 import requests
 from playwright.sync_api import expect
 
+from shared.accounts import create_user
 from shared.models import Invitation, Membership, Role
-from tests.support.accounts import ADMIN, CLINICIAN, LEAVER, NEWCOMER, RISER
+from tests.support.accounts import ADMIN, CLINICIAN, LEAVER, NEWCOMER, RESETTING, RISER
 from tests.support.database import session_for
-from tests.support.http import Socket, csrf_token, signed_in
+from tests.support.http import Socket, csrf_token, post_login, signed_in
 from tests.support.pages import new_context, sign_in
 from tests.support.stack import Stack
 
@@ -181,28 +183,102 @@ def test_revoking_a_link_lets_its_guest_go(stack: Stack) -> None:
     assert guest.get(f"{made['url']}/room", timeout=10).url.endswith(made["url"].rsplit("/", 1)[1])
 
 
-def test_the_audit_log_records_who_did_what_and_filters_by_date(stack: Stack) -> None:
-    admin = signed_in(stack, ADMIN.email, ADMIN.password)
-    path = _room(admin, stack, "Audited")
-    token = csrf_token(admin, f"{stack.url}{path}")
-    admin.post(f"{stack.url}{path}/links", json={}, headers={"X-CSRFToken": token}, timeout=10)
-    socket = Socket(stack, f"{path}/ws", admin)
-    socket.receive_type("room-state")
-    socket.close()
+def _audit_rows(admin: requests.Session, stack: Stack) -> list[tuple[str, str, str, str]]:
+    """Today's rows of the audit log page: (when, who, what, subject)."""
     today = dt.datetime.now(dt.UTC).date()
     log = admin.get(
         f"{stack.url}/clinics/demo/audit", params={"since": today.isoformat()}, timeout=10
     ).text
-    for action in ("Created a meeting room", "Created a guest link", "Entered a room"):
-        row = re.search(
-            rf"<time [^>]*>([^<]+)</time></td>\s*<td>{ADMIN.name}</td>\s*<td>{action}</td>\s*"
-            r"<td>Audited</td>",
-            log,
-        )
-        assert row, action
-        # Shown in UTC, as the column says, whatever time zone the database server keeps.
-        shown = dt.datetime.strptime(row.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
-        assert abs(dt.datetime.now(dt.UTC) - shown) < dt.timedelta(minutes=2), row.group(1)
+    return re.findall(
+        r"<time [^>]*>([^<]+)</time></td>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>",
+        log,
+    )
+
+
+def _new_member(stack: Stack, email: str, name: str) -> int:
+    with session_for(stack.database_url) as session:
+        user = create_user(session, email, "audited-password-1", name, "demo", Role.CLINICIAN)
+        session.commit()
+        return user.id
+
+
+def test_the_audit_log_records_who_did_what_and_filters_by_date(stack: Stack) -> None:
+    admin = signed_in(stack, ADMIN.email, ADMIN.password)
+    path = _room(admin, stack, "Audited")
+    token = csrf_token(admin, f"{stack.url}{path}")
+    made = admin.post(
+        f"{stack.url}{path}/links", json={}, headers={"X-CSRFToken": token}, timeout=10
+    ).json()
+    sent = admin.post(
+        f"{stack.url}{made['link']['send_url']}",
+        json={"token": made["token"], "channel": "email", "to": "audited@example.org"},
+        headers={"X-CSRFToken": token},
+        timeout=10,
+    )
+    assert sent.status_code == 202
+    socket = Socket(stack, f"{path}/ws", admin)
+    socket.receive_type("room-state")
+
+    # A guest gives their name: nothing is recorded until the room lets them in.
+    guest = requests.Session()
+    form = csrf_token(guest, made["url"])
+    guest.post(made["url"], data={"csrf_token": form, "name": "Audited Guest"}, timeout=10)
+    assert not [row for row in _audit_rows(admin, stack) if row[1] == "Audited Guest"]
+    guest_socket = Socket(stack, re.sub(r"^https?://[^/]+", "", made["url"]) + "/ws", guest)
+    guest_socket.receive_type("room-state")
+    guest_socket.close()
+    socket.close()
+    admin.post(
+        f"{stack.url}{made['link']['revoke_url']}",
+        json={},
+        headers={"X-CSRFToken": token},
+        timeout=10,
+    )
+
+    _admin_post(admin, stack, "/clinics/demo/team/invite", email="audit-invitee@example.org",
+                role="clinician")  # fmt: skip
+    with session_for(stack.database_url) as session:
+        invitation = session.query(Invitation).filter_by(email="audit-invitee@example.org").one()
+        invitation_id = invitation.id
+    _admin_post(admin, stack, f"/clinics/demo/team/invitations/{invitation_id}/revoke")
+    promoted = _new_member(stack, "audit-promoted@demo.example", "Dr Audit Promoted")
+    _admin_post(admin, stack, f"/clinics/demo/team/{promoted}/role", role="admin")
+    # Removed again: no second admin is left behind for the other tests.
+    _admin_post(admin, stack, f"/clinics/demo/team/{promoted}/remove")
+
+    expected = [
+        (ADMIN.name, "Created a meeting room", "Audited"),
+        (ADMIN.name, "Created a guest link", "Audited"),
+        (ADMIN.name, "Sent a guest link", "Audited"),
+        (ADMIN.name, "Entered a room", "Audited"),
+        ("Audited Guest", "Entered a room", "Audited"),
+        ("Audited Guest", "Left a room", "Audited"),
+        (ADMIN.name, "Left a room", "Audited"),
+        (ADMIN.name, "Revoked a guest link", "Audited"),
+        (ADMIN.name, "Invited a member", "audit-invitee@example.org"),
+        (ADMIN.name, "Revoked an invitation", "audit-invitee@example.org"),
+        (ADMIN.name, "Changed a role", "audit-promoted@demo.example: admin"),
+        (ADMIN.name, "Removed a member", "audit-promoted@demo.example"),
+    ]
+    # Leaving is recorded as each socket closes, a moment after the page is gone.
+    deadline = time.monotonic() + 10
+    while True:
+        rows = _audit_rows(admin, stack)
+        missing = [event for event in expected if event not in [row[1:] for row in rows]]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert missing == []
+    for shown, *event in rows:
+        if tuple(event) in expected:
+            # Shown in UTC, as the column says, whatever time zone the database server keeps.
+            moment = dt.datetime.strptime(shown, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
+            assert abs(dt.datetime.now(dt.UTC) - moment) < dt.timedelta(minutes=2), shown
+    # Newest first: the log reads in the order things happened, from the bottom up.
+    order = [row[1:] for row in rows if row[1:] in expected]
+    assert order.index(expected[-1]) < order.index(expected[0])
+
+    today = dt.datetime.now(dt.UTC).date()
     yesterday = (today - dt.timedelta(days=1)).isoformat()
     old = admin.get(f"{stack.url}/clinics/demo/audit", params={"until": yesterday}, timeout=10).text
     assert "Audited" not in old
@@ -253,6 +329,53 @@ def test_a_password_link_expires_after_an_hour(stack: Stack) -> None:
         session.commit()
     page = visitor.get(link.group(0), timeout=10)
     assert page.status_code == 410 and "expired or has been used" in page.text
+
+
+def _signs_in(stack: Stack, email: str, password: str) -> bool:
+    _session, response = post_login(stack, email, password)
+    return response.status_code == 302
+
+
+def _set_password(visitor: requests.Session, stack: Stack, url: str, password: str) -> str:
+    token = csrf_token(visitor, f"{stack.url}/forgot-password")
+    response = visitor.post(url, data={"csrf_token": token, "password": password}, timeout=10)
+    assert response.status_code in (200, 410), response.status_code
+    return "/login" if "/login" in response.url else str(response.status_code)
+
+
+CLOSED = "This password link has expired or has been used already."
+
+
+def test_a_wrong_or_reused_password_link_gets_the_clear_page_and_changes_nothing(
+    stack: Stack,
+) -> None:
+    visitor = requests.Session()
+    wrong = f"{stack.url}/reset-password/{'x' * 43}"
+    page = visitor.get(wrong, timeout=10)
+    assert page.status_code == 410 and CLOSED in page.text and "Ask for a new link" in page.text
+    assert _set_password(visitor, stack, wrong, "never-set-password-1") == "410"
+    assert _signs_in(stack, RESETTING.email, RESETTING.password)
+
+    token = csrf_token(visitor, f"{stack.url}/forgot-password")
+    visitor.post(
+        f"{stack.url}/forgot-password",
+        data={"csrf_token": token, "email": RESETTING.email},
+        timeout=10,
+    )
+    (mail,) = stack.mail.wait_for(RESETTING.email)
+    link = re.search(r"https?://\S+", mail.get_content())
+    assert link
+    # A token one character off is as wrong as any other.
+    off = link.group(0)[:-1] + ("A" if link.group(0)[-1] != "A" else "B")
+    assert _set_password(visitor, stack, off, "never-set-password-2") == "410"
+    assert _set_password(visitor, stack, link.group(0), "first-new-password") == "/login"
+    # Used once: the same link again gets the same clear page and sets nothing.
+    again = visitor.get(link.group(0), timeout=10)
+    assert again.status_code == 410 and CLOSED in again.text
+    assert _set_password(visitor, stack, link.group(0), "second-new-password") == "410"
+    assert _signs_in(stack, RESETTING.email, "first-new-password")
+    for never in ("second-new-password", "never-set-password-1", "never-set-password-2"):
+        assert not _signs_in(stack, RESETTING.email, never)
 
 
 def test_the_room_list_shows_who_comes_in_while_it_is_open(stack: Stack) -> None:

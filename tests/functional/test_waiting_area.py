@@ -18,7 +18,7 @@ from tests.support.pages import (
     enter_as_patient,
     new_context,
     sign_in,
-    wait_for_audio_packets,
+    wait_for_audio_from,
     wait_for_video_playing,
 )
 from tests.support.stack import Stack
@@ -100,7 +100,7 @@ def test_hold_then_resume(stack: Stack, browser: object) -> None:
         wait_for_video_playing(patient, "video[data-participant]")
         wait_for_video_playing(watcher, "video[data-participant]")
         watcher.get_by_role("button", name="End call").click()
-        expect(patient.get_by_role("status")).to_have_text("Your consultation has ended")
+        expect(patient.get_by_role("status")).to_have_text("Your consultation has ended.")
 
 
 def test_a_message_to_one_patient_and_to_everyone_waiting(stack: Stack, browser: object) -> None:
@@ -178,10 +178,10 @@ def test_a_second_waiting_patient_is_added_to_a_call(stack: Stack, browser: obje
         ):
             for name in others:
                 wait_for_video_playing(page, f"video[aria-label='{name}']")
-            assert wait_for_audio_packets(page) > 0
+            wait_for_audio_from(page, others)
         dashboard.get_by_role("button", name="End call").click()
         for page in (patient, relative):
-            expect(page.get_by_role("status")).to_have_text("Your consultation has ended")
+            expect(page.get_by_role("status")).to_have_text("Your consultation has ended.")
 
 
 def test_a_closed_or_out_of_hours_waiting_area_refuses_entry_with_its_message(

@@ -256,7 +256,7 @@ def test_cards_messages_transfers_and_activity_stay_within_the_clinic(stack: Sta
             outsider.send(attempt)
             assert outsider.receive_type("error")["code"] == "space-not-found"
         demo.send({"type": "transfer", "space": space["id"], "clinic": "other"})
-        assert demo.receive_type("error")["code"] == "forbidden"  # CLINICIAN is not in "other"
+        assert demo.receive_type("error")["code"] == "not-your-clinic"  # not a member of "other"
         refused = Socket(
             stack,
             "/clinics/demo/waiting-area/ws",

@@ -29,6 +29,8 @@ ADMIN = Account("admin@demo.example", "admin-password-123", "Iryna Admin")
 FIFTH = Account("fifth@demo.example", "fifth-password-123", "Dr Fifth")
 SIXTH = Account("sixth@demo.example", "sixth-password-123", "Dr Sixth")
 SEVENTH = Account("seventh@demo.example", "seventh-password-1", "Dr Seventh")
+#: The owner of the user room that the user-room tests fill with guests.
+ROOM_OWNER = Account("room-owner@demo.example", "room-owner-password", "Dr Room Owner")
 #: Members whom the Team page tests promote, remove or invite elsewhere.
 RISER = Account("riser@demo.example", "riser-password-123", "Dr Riser")
 LEAVER = Account("leaver@demo.example", "leaver-password-12", "Dr Leaver")
@@ -39,6 +41,8 @@ DEPARTING = Account("departing@demo.example", "departing-password", "Dr Departin
 PROMOTED = Account("promoted@demo.example", "promoted-password-1", "Dr Promoted")
 GUESSED = Account("guessed@demo.example", "guessed-password-12", "Dr Guessed")
 MANY_TABS = Account("tabs@demo.example", "many-tabs-password", "Dr Many Tabs")
+#: Whose password the tests of wrong and reused reset links try to change.
+RESETTING = Account("resetting@demo.example", "resetting-password", "Dr Resetting")
 #: Team members who each hold several open dashboards at once.
 WATCHERS = tuple(
     Account(f"watcher{i}@demo.example", f"watcher-password-{i}", f"Dr Watcher {i}")
@@ -64,6 +68,7 @@ def seed(database_url: str) -> None:
             (FIFTH, "demo"),
             (SIXTH, "demo"),
             (SEVENTH, "demo"),
+            (ROOM_OWNER, "demo"),
             (RISER, "demo"),
             (LEAVER, "demo"),
             (NEWCOMER, "other"),
@@ -71,6 +76,7 @@ def seed(database_url: str) -> None:
             (PROMOTED, "demo"),
             (GUESSED, "demo"),
             (MANY_TABS, "demo"),
+            (RESETTING, "demo"),
             *((watcher, "demo") for watcher in WATCHERS),
         ):
             create_user(

@@ -97,8 +97,11 @@ class Socket:
         path: str,
         session: requests.Session | None = None,
         origin: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        headers = {"Cookie": cookie_header(session)} if session is not None else {}
+        headers = dict(headers or {})
+        if session is not None:
+            headers["Cookie"] = cookie_header(session)
         self.ws = connect(
             f"{stack.ws_url}{path}",
             additional_headers=headers,

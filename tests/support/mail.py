@@ -16,12 +16,16 @@ from shared.redis_server import free_port
 
 
 class MailSink:
-    """Accepts mail for anyone; `hold()` makes the next sessions wait before their recipient
-    is accepted (nothing received yet), so a test can kill a sender mid-send."""
+    """Accepts mail for anyone but addresses it is told to refuse; `hold()` makes the next
+    sessions wait before their recipient is accepted (nothing received yet), so a test can kill
+    a sender mid-send."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.messages: list[EmailMessage] = []
+        #: Address → the reply its every RCPT gets, and how many times it was refused so far.
+        self.refusing: dict[str, str] = {}
+        self.refusals: dict[str, int] = {}
         self.waiting = threading.Event()
         self._held = False
         self._release: asyncio.Event | None = None
@@ -44,9 +48,17 @@ class MailSink:
         if self._release is not None:
             self._controller.loop.call_soon_threadsafe(self._release.set)
 
+    def refuse(self, address: str, reply: str) -> None:
+        """Answer every RCPT for `address` with `reply` (e.g. "451 4.3.0 Try again later")."""
+        self.refusing[address] = reply
+
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
+        if address in self.refusing:
+            with self._lock:
+                self.refusals[address] = self.refusals.get(address, 0) + 1
+            return self.refusing[address]
         if self._held:
             self._release = asyncio.Event()
             self.waiting.set()

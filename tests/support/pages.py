@@ -29,6 +29,25 @@ AUDIO_PACKETS = """async () => {
 }"""
 
 
+# Audio packets received from each remote participant shown on the page, by their name: the
+# inbound-rtp stream of the audio receiver in the slot the node gave that participant.
+AUDIO_PACKETS_BY_NAME = """async () => {
+  const call = window.vidclinicCall;
+  if (!call || !call.pc) return {};
+  const received = new Map();
+  (await call.pc.getStats()).forEach((report) => {
+    if (report.type === "inbound-rtp" && report.kind === "audio") {
+      received.set(report.trackIdentifier, report.packetsReceived);
+    }
+  });
+  const packets = {};
+  call.slots.forEach((slot) => {
+    if (slot.participant) packets[slot.name] = received.get(slot.audioTrack) || 0;
+  });
+  return packets;
+}"""
+
+
 def new_context(browser: object) -> BrowserContext:
     context: BrowserContext = browser.new_context(permissions=["camera", "microphone"])  # type: ignore[attr-defined]
     return context
@@ -102,6 +121,19 @@ def wait_for_audio_packets(page: Page, timeout: float = 20.0) -> int:
             return int(packets)
         time.sleep(0.2)
     raise AssertionError("no audio packets received")
+
+
+def wait_for_audio_from(page: Page, names: list[str], timeout: float = 20.0) -> dict[str, int]:
+    """Wait until the page receives audio from each of `names` (and shows nobody else);
+    returns the packets received from each."""
+    deadline = time.monotonic() + timeout
+    packets: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        packets = page.evaluate(AUDIO_PACKETS_BY_NAME)
+        if sorted(packets) == sorted(names) and all(packets.values()):
+            return packets
+        time.sleep(0.2)
+    raise AssertionError(f"audio packets by participant: {packets}, wanted from {names}")
 
 
 __all__ = ["expect"]

@@ -82,6 +82,9 @@ class Stack:
             "VIDCLINIC_SMTP_PORT": str(self.mail.port),
             "VIDCLINIC_SMTP_SECURITY": "none",
             "VIDCLINIC_SEND_TIMEOUT": "2",
+            # A send that keeps failing is given up after 1 + 2 s of back-off, not 10 minutes.
+            "VIDCLINIC_SEND_ATTEMPTS": "3",
+            "VIDCLINIC_SEND_RETRY_DELAY": "1",
             "VIDCLINIC_OUTBOX": str(self.root / "outbox"),
             "PYTHONUNBUFFERED": "1",
             **self.overrides,

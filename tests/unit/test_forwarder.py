@@ -50,6 +50,30 @@ def test_a_new_subscriber_waits_for_a_keyframe_and_asks_for_one() -> None:
     run(scenario())
 
 
+def test_a_waiting_slot_keeps_asking_until_a_keyframe_arrives_then_stops() -> None:
+    """The keyframe the first request produced may be lost: while the slot waits, every
+    interval with frames arriving sends one more request, and none once a keyframe came."""
+
+    async def scenario() -> None:
+        requests: list[int] = []
+        track = SlotTrack("video")
+        track.attach(_publication(requests))
+        for interval in range(3):
+            for _ in range(5):  # a burst of interframes: one request per interval at most
+                track.push(3000, DELTA, keyframe=False)
+            await asyncio.sleep(KEYFRAME_REQUEST_INTERVAL + 0.05)
+            assert len(requests) == interval + 2
+        track.push(6000, KEY, keyframe=True)
+        asked = len(requests)
+        for _ in range(5):
+            track.push(9000, DELTA, keyframe=False)
+        await asyncio.sleep(KEYFRAME_REQUEST_INTERVAL + 0.05)
+        assert len(requests) == asked
+        assert track._queue.qsize() == 6
+
+    run(scenario())
+
+
 def test_timestamps_keep_rising_when_the_slot_changes_publisher() -> None:
     async def scenario() -> None:
         track = SlotTrack("video")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from shared.notifications import DeliveryError, WebhookSms
+from shared.notifications import DeliveryError, FailureReason, WebhookSms
 
 TEMPLATE = '{"messages": [{"destination": "{to}", "body": "{text}"}], "sender": "clinic"}'
 
@@ -68,10 +68,12 @@ def test_a_refusal_is_permanent_and_an_outage_is_retried(status: int, permanent:
         with pytest.raises(DeliveryError) as failed:
             _backend(url).send("+380501234567", "text", "delivery-8")
     assert failed.value.permanent is permanent
-    assert str(status) in failed.value.reason
+    assert failed.value.reason == FailureReason.SMS_PROVIDER_ANSWERED
+    assert failed.value.stored == f"sms-provider-answered {status}"
 
 
 def test_an_unreachable_provider_is_retried() -> None:
     with pytest.raises(DeliveryError) as failed:
         _backend("http://127.0.0.1:9/send").send("+380501234567", "text", "delivery-9")
     assert not failed.value.permanent
+    assert failed.value.stored == "sms-provider-unreachable"

@@ -131,6 +131,7 @@ def revoke_invitation(slug: str, invitation_id: int) -> Response:
         abort(404)
     if invitation.revoked_at is None and invitation.accepted_at is None:
         invitation.revoked_at = dt.datetime.now(dt.UTC)
+        _record(clinic.id, Action.INVITATION_REVOKED, invitation.email)
         session.commit()
     return redirect(url_for("admin.team_page", slug=slug), 303)
 
@@ -243,6 +244,7 @@ ACTION_LABELS = {
     Action.LINK_SENT: _l("Sent a guest link"),
     Action.LINK_REVOKED: _l("Revoked a guest link"),
     Action.MEMBER_INVITED: _l("Invited a member"),
+    Action.INVITATION_REVOKED: _l("Revoked an invitation"),
     Action.INVITATION_ACCEPTED: _l("Accepted an invitation"),
     Action.ROLE_CHANGED: _l("Changed a role"),
     Action.MEMBER_REMOVED: _l("Removed a member"),

@@ -15,7 +15,7 @@ from shared.errors import TooManyFailedSignIns
 from shared.models import Clinic, Membership
 from web.auth import sessions
 from web.auth.devices import known_device, remember_device
-from web.errors import message_for
+from web.errors import form_page_on_expiry, message_for
 from web.i18n import gettext as _
 from web.i18n import lazy_gettext as _l
 from web.safety import local_target
@@ -84,6 +84,13 @@ def login() -> ResponseReturnValue:
     response = redirect(local_target(request.args.get("next", "")) or url_for("auth.home"))
     remember_device(response, data["email"])
     return response
+
+
+@form_page_on_expiry("auth.login")
+def _login_again(typed: dict[str, str], message: str) -> str:
+    """The sign-in form after its token expired: the email kept, the password asked again."""
+    values = {"email": typed.get("email", "")}
+    return render_template("auth/login.html", values=values, errors={}, failure=message)
 
 
 @bp.post("/logout")

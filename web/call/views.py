@@ -16,7 +16,16 @@ from shared.consultations import end_call
 from shared.errors import CloseReason, RoomFull
 from shared.live import Call
 from shared.models import Clinic, Membership
-from shared.protocol import AddToCall, EndCall, Hold, Offer, Resume, Transfer, WaitingArea
+from shared.protocol import (
+    AddToCall,
+    EndCall,
+    Hold,
+    MediaState,
+    Offer,
+    Resume,
+    Transfer,
+    WaitingArea,
+)
 from web import sock
 from web.auth import sessions
 from web.auth.views import claim_member_socket, may_still_act
@@ -37,7 +46,7 @@ from web.websocket import Socket
 bp = Blueprint("call", __name__)
 
 #: What the clinician's call page may ask for.
-CALL_ACTIONS = (Offer, EndCall, Hold, Resume, AddToCall, Transfer)
+CALL_ACTIONS = (Offer, MediaState, EndCall, Hold, Resume, AddToCall, Transfer)
 
 
 def _own_call_or_error(slug: str, call_id: str) -> tuple[Clinic, Call]:
@@ -73,7 +82,7 @@ def call_page(slug: str, call_id: str) -> str:
     )
 
 
-@sock.route("/clinics/<slug>/calls/<call_id>/ws", bp=bp)
+@sock.route("/clinics/<slug>/calls/<call_id>/ws", bp=bp, kind="call")
 def call_socket(ws: Socket, slug: str, call_id: str) -> None:
     """Signalling for the clinician in a call; "end-call" ends the consultation for everyone.
 
@@ -121,6 +130,8 @@ def call_socket(ws: Socket, slug: str, call_id: str) -> None:
                 break
             if isinstance(message, Offer):
                 relay_offer(session, live, call_id, participant, name, message)
+            elif isinstance(message, MediaState):
+                calls.set_media(call_id, participant, message.audio, message.video)
             elif isinstance(message, EndCall):
                 end_call(services.ending, call_id, CloseReason.CLINICIAN_ENDED)
             elif isinstance(message, Hold):

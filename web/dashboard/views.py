@@ -77,7 +77,7 @@ def patient_link(slug: str) -> ResponseReturnValue:
     return {"url": url_for("entry.entry_page", slug=slug, p=token, _external=True)}, 201
 
 
-@sock.route("/clinics/<slug>/waiting-area/ws", bp=bp)
+@sock.route("/clinics/<slug>/waiting-area/ws", bp=bp, kind="dashboard")
 def waiting_area_socket(ws: Socket, slug: str) -> None:
     """Cards for every waiting patient, then each change as it happens; "join" claims one.
 

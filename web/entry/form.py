@@ -13,11 +13,12 @@ import base64
 import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from marshmallow import ValidationError, fields, validate, validates
+from marshmallow import ValidationError, fields, pre_load, validate, validates
 
 from shared.clinic_settings import field_choices, field_label
 from shared.models import EntryField, FieldKind
@@ -38,6 +39,14 @@ class EntrySchema(StrippedSchema):
     last_name = text_field(100)
     phone = text_field(32)
 
+    @pre_load
+    def _phone_digits(self, data: dict[str, Any], **_: object) -> dict[str, Any]:
+        """Stored with ASCII digits, whichever digits the patient's keyboard typed."""
+        phone = data.get("phone")
+        if isinstance(phone, str):
+            data = {**data, "phone": ascii_digits(phone)}
+        return data
+
     @validates("phone")
     def _phone(self, value: str, **_: object) -> None:
         digits = sum(c.isdigit() for c in value)
@@ -45,6 +54,13 @@ class EntrySchema(StrippedSchema):
             raise ValidationError(
                 str(_l("Enter a phone number of 7 to 15 digits, like +380 44 123 4567."))
             )
+
+
+def ascii_digits(value: str) -> str:
+    """`value` with every decimal digit (Arabic-Indic, Devanagari, full-width…) as 0-9, and
+    full-width signs as their ASCII forms."""
+    value = unicodedata.normalize("NFKC", value)
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in value)
 
 
 def _field(question: EntryField) -> fields.Field:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,20 +30,23 @@ from shared.consultations import end_consultation
 from shared.errors import CloseReason, EntryRateLimited, RoomFull
 from shared.models import Clinic, EntryField, WaitingAreaSettings
 from shared.protocol import (
+    BackToWaiting,
     CallStarted,
     ClinicMessage,
     Ended,
     Held,
     Leave,
+    Leaving,
+    MediaState,
     Offer,
     ProtocolError,
     Transferred,
     decode,
 )
-from shared.spaces import IN_CALL, ON_HOLD, PatientEntry, Space, Spaces
+from shared.spaces import IN_CALL, ON_HOLD, WAITING, PatientEntry, Space, Spaces
 from web import sock
 from web.entry.form import STANDARD, load_entry, questions_for, read_prefill
-from web.errors import message_for
+from web.errors import form_page_on_expiry, message_for
 from web.i18n import LANGUAGES
 from web.i18n import gettext as _
 from web.room_call import refuse_entry
@@ -56,6 +60,9 @@ from workers.app import ARRIVAL_EMAILS
 bp = Blueprint("entry", __name__)
 
 SPACE_COOKIE = "vc_space"
+#: Seconds a waiting patient's page that said it was closing has to come back (a reload)
+#: before their visit ends.
+LEAVING_GRACE = 3.0
 
 
 def _clinic_or_404(slug: str) -> Clinic:
@@ -193,6 +200,17 @@ def enter(slug: str) -> ResponseReturnValue:
     return response
 
 
+@form_page_on_expiry("entry.enter")
+def _entry_again(typed: dict[str, str], message: str) -> str:
+    """The entry form after its token expired (the patient took long, or the server's secret
+    changed): everything they typed is kept, and a pre-filled link still applies."""
+    clinic = _clinic_or_404(str((request.view_args or {}).get("slug", "")))
+    token = typed.pop("prefill", "")
+    prefilled = read_prefill(Services.current().settings.secret_key, clinic.id, token) or {}
+    page = EntryPage.of(clinic)
+    return page.render(clinic, typed, {"_schema": [message]}, token if prefilled else "", prefilled)
+
+
 def _tell_members(clinic: Clinic) -> None:
     """Queue the arrival emails (to members who asked), in English and Ukrainian: the patient's
     language says nothing about the member's."""
@@ -225,7 +243,7 @@ def space_page(slug: str) -> str | Response:
     )
 
 
-@sock.route("/c/<slug>/space/ws", bp=bp)
+@sock.route("/c/<slug>/space/ws", bp=bp, kind="patient")
 def space_socket(ws: Socket, slug: str) -> None:
     """The patient's socket: their own space's events, and signalling once a clinician joins.
 
@@ -249,6 +267,9 @@ def space_socket(ws: Socket, slug: str) -> None:
 
     presence = services.presence
     in_call: dict[str, int] = {}
+    #: Whether the patient's microphone and camera are on, told to each call they join.
+    media = {"audio": True, "video": True}
+    leaving = threading.Event()
 
     def join(call_id: str) -> None:
         """Take the patient's place in the call (six at most), then its signalling."""
@@ -261,6 +282,8 @@ def space_socket(ws: Socket, slug: str) -> None:
             return
         joined["call"] = call_id
         in_call[call_id] = presence.call(call_id, participant, lambda: None)
+        if not all(media.values()):
+            calls.set_media(call_id, participant, media["audio"], media["video"])
         join_call_channels(session, live, call_id, participant)
 
     def leave_call() -> None:
@@ -276,7 +299,7 @@ def space_socket(ws: Socket, slug: str) -> None:
             message = decode(data)
         except ProtocolError:
             return
-        if isinstance(message, Held | Transferred):
+        if isinstance(message, Held | Transferred | BackToWaiting):
             leave_call()
         session.send(data)
         if isinstance(message, CallStarted):
@@ -306,8 +329,13 @@ def space_socket(ws: Socket, slug: str) -> None:
         present = presence.space(space_id, gone=session.close_socket)
         while True:
             raw = session.receive()
-            message = session.decode(raw, Offer, Leave)
+            message = session.decode(raw, Offer, Leave, Leaving, MediaState)
             if message is None:
+                continue
+            if isinstance(message, MediaState):
+                media.update(audio=message.audio, video=message.video)
+                if joined.get("call"):
+                    calls.set_media(joined["call"], participant, message.audio, message.video)
                 continue
             current = spaces.get(space_id)
             if current is None:
@@ -326,6 +354,8 @@ def space_socket(ws: Socket, slug: str) -> None:
                 end_consultation(services.ending, space_id, reason)
                 session.send(Ended(reason=reason.value))
                 break
+            elif isinstance(message, Leaving) and current.status in (WAITING, ON_HOLD):
+                leaving.set()
     except ConnectionClosed:
         pass
     finally:
@@ -338,3 +368,17 @@ def space_socket(ws: Socket, slug: str) -> None:
             if not services.sockets.open_count(owner):
                 spaces.connected(space_id, False)
             leave_call()
+        if leaving.is_set():
+            ending = threading.Timer(LEAVING_GRACE, _end_if_still_gone, args=(services, space_id))
+            ending.daemon = True
+            ending.start()
+
+
+def _end_if_still_gone(services: Services, space_id: str) -> None:
+    """A waiting patient closed their page on purpose: end the visit unless a page of theirs
+    came back meanwhile (a reload), or a clinician took them in."""
+    with contextlib.suppress(RedisError):
+        space = services.socket_spaces.get(space_id)
+        if space is None or space.connected or space.status not in (WAITING, ON_HOLD):
+            return
+        end_consultation(services.ending, space_id, CloseReason.LEFT_WAITING)

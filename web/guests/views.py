@@ -15,14 +15,15 @@ from shared.calls import Person
 from shared.errors import RoomFull, RoomLocked
 from shared.guest_sessions import MAX_SESSION_SECONDS, GuestSession
 from shared.models import GuestLink
-from shared.protocol import Ended, Leave, Lock, Offer
+from shared.protocol import Ended, Leave, Lock, MediaState, Offer
 from shared.rooms import (
     MAX_GUEST_NAME,
     LinkState,
     link_for_token,
     link_made_at,
     link_state,
-    use_link,
+    restore_link,
+    spend_link,
 )
 from shared.rooms import room_title as title_of
 from web import sock
@@ -46,10 +47,22 @@ def _cookie_path(token: str) -> str:
     return url_for("guests.guest_entry", token=token)
 
 
-def _session_for(token: str, link: GuestLink) -> GuestSession | None:
-    """This browser's guest session, if it was made from this link."""
+def _cookie_session(link: GuestLink) -> GuestSession | None:
+    """This browser's guest session, if it was made from this link (whatever became of it)."""
     guest = Services.current().guests.get(request.cookies.get(GUEST_COOKIE, ""))
     return guest if guest is not None and guest.link_id == link.id else None
+
+
+def _session_for(token: str, link: GuestLink) -> GuestSession | None:
+    """This browser's guest session, if it was made from this link and the link still lets it
+    in: not expired or revoked, and a used single-use link only for the guest who used it."""
+    guest = _cookie_session(link)
+    state = link_state(link)
+    if guest is None or state in (LinkState.EXPIRED, LinkState.REVOKED):
+        return None
+    if state == LinkState.USED and not guest.spent:
+        return None
+    return guest
 
 
 @bp.route("/g/<token>", methods=["GET", "POST"])
@@ -78,13 +91,9 @@ def guest_entry(token: str) -> ResponseReturnValue:
 
 
 def _admit(token: str, link: GuestLink, name: str) -> ResponseReturnValue:
-    session = Services.db()
-    if not use_link(session, link):
-        session.rollback()
-        return render_template("guests/unavailable.html", state=link_state(link).value), 410
+    """A guest session for the name given; the room admits them (and a single-use link is
+    spent, and their entry recorded) only once their page is let into the call."""
     room = link.room
-    audit.record(session, room.clinic_id, Action.ROOM_ENTERED, name, title_of(room))
-    session.commit()
     expires = link.expires_at if link.expires_at.tzinfo else link.expires_at.replace(tzinfo=dt.UTC)
     guest_token = Services.current().guests.create(
         name, room.clinic_id, room.key, link.id, link_made_at(link), expires.timestamp()
@@ -122,16 +131,25 @@ def guest_room(token: str) -> ResponseReturnValue:
     )
 
 
-@sock.route("/g/<token>/ws", bp=bp)
+@sock.route("/g/<token>/ws", bp=bp, kind="guest")
 def guest_socket(ws: Socket, token: str) -> None:
     """A guest inside their room: admission, signalling, lock; cut off when the link is revoked."""
     services = Services.current()
     session = services.socket_session(ws)
     link = link_for_token(Services.db(), token) if same_origin() else None
-    guest = _session_for(token, link) if link is not None else None
+    guest = _cookie_session(link) if link is not None else None
+    state = link_state(link) if link is not None else LinkState.REVOKED
+    single_use = link is not None and link.single_use
+    title = title_of(link.room) if link is not None else ""
     Services.release_db()
-    if guest is None:
+    if guest is None or state in (LinkState.EXPIRED, LinkState.REVOKED):
         session.error("forbidden", _("This guest link does not open this room."))
+        session.close_socket()
+        return
+    # A single-use link is spent by the guest whom the room lets in, and by them alone.
+    spend = single_use and not guest.spent
+    if (state == LinkState.USED and not guest.spent) or (spend and not _spend(guest.link_id)):
+        session.error("link-used", _("This guest link has already been used."))
         session.close_socket()
         return
     session.claim(keys.guest_owner(guest.participant), services.settings.sockets_per_patient)
@@ -144,14 +162,22 @@ def guest_socket(ws: Socket, token: str) -> None:
     try:
         call.enter()
     except (RoomFull, RoomLocked) as refused:
+        if spend:
+            with services.sessions.begin() as db:
+                restore_link(db, guest.link_id)
         refuse_entry(session, refused)
         session.close()
         return
+    if spend:
+        services.guests.mark_spent(request.cookies.get(GUEST_COOKIE, ""))
+    audit.record_now(services.sessions, guest.clinic_id, Action.ROOM_ENTERED, guest.name, title)
     try:
         while True:
-            message = session.decode(session.receive(), Offer, Lock, Leave)
+            message = session.decode(session.receive(), Offer, MediaState, Lock, Leave)
             if isinstance(message, Offer):
                 call.offer(message)
+            elif isinstance(message, MediaState):
+                call.media_state(message)
             elif isinstance(message, Lock):
                 call.lock(message.locked)
             elif isinstance(message, Leave):
@@ -161,3 +187,9 @@ def guest_socket(ws: Socket, token: str) -> None:
         pass
     finally:
         call.leave()
+        audit.record_now(services.sessions, guest.clinic_id, Action.ROOM_LEFT, guest.name, title)
+
+
+def _spend(link_id: int) -> bool:
+    with Services.current().sessions.begin() as db:
+        return spend_link(db, link_id)

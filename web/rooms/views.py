@@ -19,7 +19,7 @@ from shared.audit import Action
 from shared.calls import Person
 from shared.errors import RoomFull, RoomLocked
 from shared.models import GuestLink, Room
-from shared.protocol import Ended, Leave, Lock, Offer
+from shared.protocol import Ended, Leave, Lock, MediaState, Offer
 from shared.rooms import (
     MAX_GUEST_NAME,
     MAX_LINK_LIFETIME,
@@ -43,7 +43,7 @@ from web.auth.views import claim_member_socket, may_still_act
 from web.clinic import admin_clinic, is_admin, member_clinic
 from web.i18n import gettext as _
 from web.i18n import lazy_gettext as _l
-from web.outbox import queue_guest_link, recipient_for
+from web.outbox import failure_text, queue_guest_link, recipient_for
 from web.room_call import RoomCall, refuse_entry
 from web.services import Services
 from web.signalling import forward, refuse, require_same_origin
@@ -170,7 +170,7 @@ def delete(slug: str, key: str) -> Response:
     return redirect(url_for("rooms.room_list", slug=slug), 303)
 
 
-@sock.route("/clinics/<slug>/rooms/ws", bp=bp)
+@sock.route("/clinics/<slug>/rooms/ws", bp=bp, kind="room-list")
 def room_list_socket(ws: Socket, slug: str) -> None:
     """Who is inside each of the clinic's rooms, kept live; it takes no messages."""
     services = Services.current()
@@ -213,7 +213,7 @@ def room_page(slug: str, key: str) -> str:
     )
 
 
-@sock.route("/clinics/<slug>/rooms/<key>/ws", bp=bp)
+@sock.route("/clinics/<slug>/rooms/<key>/ws", bp=bp, kind="room")
 def room_socket(ws: Socket, slug: str, key: str) -> None:
     """A member inside a room: admission, signalling, lock, leaving."""
     services = Services.current()
@@ -238,7 +238,7 @@ def room_socket(ws: Socket, slug: str, key: str) -> None:
     _audit_socket(clinic_id, Action.ROOM_ENTERED, name, title, user_id)
     try:
         while True:
-            message = session.decode(session.receive(), Offer, Lock, Leave)
+            message = session.decode(session.receive(), Offer, MediaState, Lock, Leave)
             if message is None:
                 continue
             if not may_still_act(user_id, clinic_id, signed_in):
@@ -246,6 +246,8 @@ def room_socket(ws: Socket, slug: str, key: str) -> None:
                 break
             if isinstance(message, Offer):
                 call.offer(message)
+            elif isinstance(message, MediaState):
+                call.media_state(message)
             elif isinstance(message, Lock) and call.lock(message.locked):
                 action = Action.ROOM_LOCKED if message.locked else Action.ROOM_UNLOCKED
                 _audit_socket(clinic_id, action, name, title, user_id)
@@ -338,7 +340,12 @@ def revoke(slug: str, key: str, link_id: int) -> ResponseReturnValue:
 
 def _link_json(link: GuestLink) -> dict[str, Any]:
     deliveries = [
-        {"channel": d.channel, "to": d.recipient, "state": d.state.value, "error": d.error}
+        {
+            "channel": d.channel,
+            "to": d.recipient,
+            "state": d.state.value,
+            "error": failure_text(d.error) if d.error else "",
+        }
         for d in link.deliveries
     ]
     return {
@@ -381,5 +388,4 @@ def _audit(clinic_id: int, action: Action, subject: str) -> None:
 
 def _audit_socket(clinic_id: int, action: Action, actor: str, subject: str, actor_id: int) -> None:
     """Record an event from a socket, which holds no database session between messages."""
-    with Services.current().sessions.begin() as session:
-        audit.record(session, clinic_id, action, actor, subject, actor_id=actor_id)
+    audit.record_now(Services.current().sessions, clinic_id, action, actor, subject, actor_id)

@@ -4,6 +4,10 @@
 
 const VC = (() => {
   const SLOT_COUNT = 5;
+  // Refusals whose sentence from the server the page shows as it is.
+  const TOLD_AS_IS = ["call-full", "already-being-seen", "space-not-found", "not-your-clinic"];
+  // Connections that fail one after another (about 10 s each) before the page gives up.
+  const FAILED_ATTEMPTS = 4;
   const MAX_VIDEO_BITRATE = 600000; // the media node does no congestion control: cap at source
   const SPEAKING_LEVEL = 0.05; // audioLevel (0..1) above which a participant counts as speaking
   const PROTOCOL = 1;
@@ -103,6 +107,9 @@ const VC = (() => {
       this.slots = [];
       this.offered = null;
       this.onSoundBlocked = () => {};
+      // Called when connections kept failing past FAILED_ATTEMPTS: the page says so.
+      this.onGaveUp = () => {};
+      this.failures = 0;
       this.muted = false;
       this.cameraOff = false;
       // When each step of the call's start happened (Date.now()): for diagnostics and the
@@ -180,17 +187,31 @@ const VC = (() => {
       this.slots = slots;
       pc.addEventListener("connectionstatechange", () => {
         if (pc !== this.pc) return;
-        if (pc.connectionState === "connected") this.mark("connected");
-        // A connection that fails (network change, node restart) is offered again.
-        if (pc.connectionState === "failed") {
-          this.offered = null;
-          setTimeout(() => { if (pc === this.pc) this.start(socket, node); }, 1000);
-        }
+        if (pc.connectionState === "connected") { this.mark("connected"); this.failures = 0; }
+        // A connection that fails (network change, node restart) is offered again, a few
+        // times; then the page says so rather than trying for ever.
+        if (pc.connectionState === "failed") this.failed(socket, node, pc);
       });
-      await pc.setLocalDescription(await offer);
+      // Each attempt offers from the connection it made: a later attempt may have replaced
+      // (and closed) this one meanwhile, and then this one sends nothing.
+      let description;
+      try {
+        await pc.setLocalDescription(await offer);
+        description = pc.localDescription;
+      } catch (error) {
+        if (pc === this.pc) this.failed(socket, node, pc);
+        return;
+      }
       if (pc !== this.pc) return;
-      socket.send({ type: "offer", sdp: pc.localDescription.sdp });
+      socket.send({ type: "offer", sdp: description.sdp });
       this.mark("offer-sent");
+    }
+
+    failed(socket, node, pc) {
+      this.offered = null;
+      this.failures += 1;
+      if (this.failures >= FAILED_ATTEMPTS) { this.close(); this.onGaveUp(); return; }
+      setTimeout(() => { if (pc === this.pc) this.start(socket, node); }, 1000);
     }
 
     async answer(sdp) {
@@ -225,13 +246,29 @@ const VC = (() => {
           videoEl.srcObject = slot.stream;
           onFirstFrame(videoEl, () => this.mark("first-frame"));
           const caption = document.createElement("figcaption");
-          caption.textContent = next.name;
+          // Isolated: a name in another script must not reorder what stands beside it.
+          const name = document.createElement("bdi");
+          name.textContent = next.name;
+          caption.append(name);
+          const muted = document.createElement("span");
+          muted.className = "muted-mark";
+          muted.dataset.mutedMark = "";
+          muted.hidden = true;
+          muted.textContent = this.config.strings.mutedMark;
           const speaking = document.createElement("span");
           speaking.className = "speaking-mark";
           speaking.dataset.speaking = "";
           speaking.hidden = true;
-          caption.append(" ", speaking);
-          figure.append(videoEl, caption);
+          caption.append(" ", muted, " ", speaking);
+          // Shown instead of a black picture while the participant's camera is off.
+          const placeholder = document.createElement("div");
+          placeholder.className = "camera-off-mark";
+          placeholder.dataset.cameraOffMark = "";
+          placeholder.hidden = true;
+          const placeholderName = document.createElement("bdi");
+          placeholderName.textContent = next.name;
+          placeholder.append(placeholderName, document.createElement("br"), this.config.strings.cameraOffMark);
+          figure.append(videoEl, placeholder, caption);
           this.remotes.append(figure);
           // Phones may refuse to play sound before a tap: play muted and offer the tap.
           videoEl.play().catch(() => {
@@ -243,6 +280,27 @@ const VC = (() => {
           slot.participant = next.participant;
           slot.name = next.name;
         }
+      });
+      this.showMedia();
+    }
+
+    /* Who is inside, with their microphone and camera state (from `room-state`). */
+    setPeople(people) {
+      this.people = new Map(people.map((p) => [p.id, p]));
+      this.showMedia();
+    }
+
+    /* A participant whose camera is off shows their name instead of a black picture; one
+       whose microphone is off shows a muted mark. */
+    showMedia() {
+      if (!this.people) return;
+      this.slots.forEach((slot) => {
+        if (!slot.figure) return;
+        const person = this.people.get(slot.participant);
+        const cameraOff = Boolean(person && !person.video);
+        slot.figure.classList.toggle("camera-off", cameraOff);
+        slot.figure.querySelector("[data-camera-off-mark]").hidden = !cameraOff;
+        slot.figure.querySelector("[data-muted-mark]").hidden = !(person && !person.audio);
       });
     }
 
@@ -295,13 +353,15 @@ const VC = (() => {
     }
   }
 
-  /* Run a call page: the patient's space or the clinician's call. The page's config names its
-     hang-up button ("leave" or "end-call") and what it says when the consultation is over. */
+  /* Run a call page: the patient's space, the clinician's call, or a room. The page's config
+     names its side ("patient", "clinician" or "room"), its hang-up button ("leave" or
+     "end-call") and what it says when the consultation is over. */
   function runCallPage() {
     const config = readConfig("call-config");
     const strings = config.strings;
     const status = document.querySelector("[data-status]");
     const hangup = document.querySelector(`[data-action='${config.hangup}']`);
+    const announcer = document.querySelector("[data-call-announce]");
     let finished = false;
 
     const stage = document.querySelector(".stage");
@@ -311,20 +371,40 @@ const VC = (() => {
     call.prepare();
     const soundButton = document.querySelector("[data-action='sound']");
     call.onSoundBlocked = () => { soundButton.hidden = false; };
+    call.onGaveUp = () => { status.textContent = strings.mediaFailed; };
     soundButton.addEventListener("click", () => {
       stage.querySelectorAll("video[data-participant]").forEach((el) => { el.muted = false; el.play(); });
       soundButton.hidden = true;
     });
+
+    /* Announced to screen readers: who came in or left, muted, and the connection's state. */
+    function announce(text) { announcer.textContent = text; }
+
+    // Mute and camera: the label says what pressing does next, aria-pressed what is on now,
+    // and the others are told (they see a muted mark, or the name instead of a black picture).
+    const toggles = {
+      mute: { on: strings.mute, off: strings.unmute },
+      camera: { on: strings.cameraOff, off: strings.cameraOn },
+    };
+    function tellMediaState() {
+      socket.send({ type: "media-state", audio: !call.muted, video: !call.cameraOff });
+    }
     document.querySelectorAll("[data-controls] button[aria-pressed]").forEach((button) => {
       button.addEventListener("click", () => {
         const pressed = button.getAttribute("aria-pressed") !== "true";
+        const labels = toggles[button.dataset.action];
         button.setAttribute("aria-pressed", String(pressed));
+        button.textContent = pressed ? labels.off : labels.on;
         if (button.dataset.action === "mute") call.setMuted(pressed);
         if (button.dataset.action === "camera") call.setCameraOff(pressed);
+        tellMediaState();
       });
     });
     // The camera starts while the socket connects and the call is set up, not before.
-    localMedia(() => { status.textContent = strings.noDevices; }).then((stream) => {
+    localMedia(() => {
+      status.textContent = strings.noDevices;
+      document.querySelectorAll("[data-device-help]").forEach((el) => { el.hidden = false; });
+    }).then((stream) => {
       if (finished) { stream.getTracks().forEach((t) => t.stop()); return; }
       stage.querySelector("video[data-self]").srcObject = stream;
       call.useLocalMedia(stream);
@@ -334,7 +414,7 @@ const VC = (() => {
       finished = true;
       call.stop();
       socket.close();
-      document.querySelectorAll(".stage, .controls, [data-inside], [data-guest-links]").forEach((el) => { el.hidden = true; });
+      document.querySelectorAll(".stage, .controls, [data-inside], [data-guest-links], [data-device-help]").forEach((el) => { el.hidden = true; });
       status.textContent = text || config.endedText;
       document.querySelectorAll("[data-after-call]").forEach((el) => { el.hidden = false; });
     }
@@ -352,11 +432,12 @@ const VC = (() => {
       status.textContent = parts.join(" ");
     }
     const messages = document.querySelector("[data-messages]");
-    function showMessage(text) {
+    function showMessage(text, chime = true) {
       const line = document.createElement("p");
       line.textContent = text;
       messages.append(line);
       document.querySelector("[data-messages-section]").hidden = false;
+      if (!chime) return;
       try {
         const audio = new AudioContext();
         const tone = audio.createOscillator();
@@ -369,15 +450,52 @@ const VC = (() => {
       } catch (e) { /* no sound on this device */ }
     }
 
+    // In a call: whether the other side is here. A patient whose clinician's page is not in
+    // the call hears that they stepped away (or are on the way, before they first came); a
+    // clinician whose patient's page dropped hears that it is awaited.
+    const presence = { people: null, seen: new Set() };
+    function othersHere(role) {
+      return presence.people !== null && presence.people.some((p) => p.role === role);
+    }
+    function showInCall() {
+      if (finished || waiting.state !== "in-call") return;
+      if (config.side === "patient" && presence.people !== null && !othersHere("clinician")) {
+        status.textContent = presence.seen.size ? patientStrings.steppedAway : patientStrings.joining;
+      } else if (config.side === "clinician" && presence.people !== null && !othersHere("patient")) {
+        status.textContent = strings.patientAway;
+      } else {
+        status.textContent = strings.inCall;
+      }
+    }
+    function showPeople(everyone) {
+      const people = everyone.filter((p) => p.id !== config.me);
+      const before = presence.people ? new Map(presence.people.map((p) => [p.id, p])) : null;
+      presence.people = people;
+      people.forEach((p) => { if (p.role === "clinician") presence.seen.add(p.id); });
+      call.setPeople(people);
+      if (before) {
+        const now = new Map(people.map((p) => [p.id, p]));
+        people.forEach((p) => {
+          const was = before.get(p.id);
+          if (!was) announce(strings.joinedCall.replace("{name}", p.name));
+          else if (was.audio && !p.audio) announce(strings.mutedCall.replace("{name}", p.name));
+        });
+        before.forEach((p, id) => { if (!now.has(id)) announce(strings.leftCall.replace("{name}", p.name)); });
+      }
+      showInCall();
+    }
+
     // A room: who is inside, and its lock (anyone inside may lock or unlock it).
     const people = document.querySelector("[data-people]");
     const lockButton = document.querySelector("[data-action='lock']");
     const lockState = document.querySelector("[data-lock-state]");
     function showRoom(state) {
+      showPeople(state.people);
       if (people) {
         people.replaceChildren(...state.people.map((person) => {
           const item = document.createElement("li");
           item.textContent = person.name;
+          item.dir = "auto";
           return item;
         }));
       }
@@ -394,20 +512,31 @@ const VC = (() => {
     }
     setInterval(() => { call.showSpeaker(strings.speaking).catch(() => {}); }, 500);
 
+    const endedTexts = config.endedTexts || {};
     const socket = openSocket(config.socket, (message) => {
       if (finished) return;
       switch (message.type) {
         case "call-started":
           call.mark("call-started");
           waiting.state = "in-call";
-          status.textContent = strings.inCall;
+          showInCall();
           break;
         case "held":
           // On hold: media stops at once; the patient waits on this page to be resumed.
           call.close();
           call.offered = null;
           waiting.state = "held";
+          presence.people = null;
           showWaiting();
+          break;
+        case "back-to-waiting":
+          // The clinician left without ending the call: waiting again, in the same place.
+          call.close();
+          call.offered = null;
+          waiting.state = "waiting";
+          presence.people = null;
+          showWaiting();
+          showMessage(patientStrings.backToWaiting, false);
           break;
         case "transferred": call.close(); call.offered = null; waiting.state = "transferring"; showWaiting(); break;
         case "waiting-status":
@@ -419,35 +548,69 @@ const VC = (() => {
         case "clinic-message": showMessage(message.text); break;
         case "media-ready":
           call.mark("media-ready");
-          status.textContent = strings.inCall;
+          if (config.side !== "patient") waiting.state = "in-call";
+          showInCall();
           call.start(socket, message.node);
           break;
         case "answer": call.answer(message.sdp); break;
         case "slots": call.setSlots(message.slots); break;
         case "room-state": showRoom(message); break;
-        case "ended": finish((config.endedTexts || {})[message.reason]); break;
+        case "ended": finish(endedTexts[message.reason]); break;
         case "error":
           if (message.code === "forbidden" || message.code === "not-found") finish();
           // Refused at the door (nothing was set up), or taken over by a newer tab, or signed
           // out: the page says why and stops reconnecting.
-          else if (["room-full", "room-locked", "replaced", "signed-out"].includes(message.code)) {
+          else if (["room-full", "room-locked", "link-used", "replaced", "signed-out"].includes(message.code)) {
             finish(message.message);
           }
-          else status.textContent = strings.error;
+          // A team member's action refused (another clinician won the patient, the call is
+          // full): the call goes on, and the server's sentence says why.
+          else status.textContent = TOLD_AS_IS.includes(message.code) ? message.message : strings.error;
           break;
         // Anything else is for the page's other parts (the clinician's patient panel).
         default: document.dispatchEvent(new CustomEvent("vidclinic:message", { detail: message })); break;
       }
-    }, (state) => {
-      if (state === "open") call.mark("socket-open");
-      if (state === "lost" && !finished) status.textContent = strings.lostConnection;
+    }, (state, generation) => {
+      if (state === "open") {
+        call.mark("socket-open");
+        tellMediaState();
+        if (generation > 1) announce(strings.connectionBack);
+      }
+      if (state === "lost" && !finished) {
+        status.textContent = strings.lostConnection;
+        announce(strings.lostConnection);
+      }
     });
     window.vidclinicSocket = socket; // the page's other parts send through it too
-    // Nothing above waits on the camera: hanging up never waits on a device prompt.
-    hangup.addEventListener("click", () => {
+
+    // A waiting patient who closes the page on purpose leaves the waiting area at once (a
+    // reload comes back within moments and keeps their place).
+    if (config.side === "patient") {
+      window.addEventListener("pagehide", () => {
+        if (!finished && waiting.state !== "in-call") socket.send({ type: "leaving" });
+      });
+    }
+
+    // Nothing below waits on the camera: hanging up never waits on a device prompt. A patient
+    // confirms first: the button is easy to press by mistake.
+    const confirmDialog = document.querySelector("[data-confirm-leave]");
+    function hangUp() {
       hangup.disabled = true;
       socket.send({ type: config.hangup });
+    }
+    hangup.addEventListener("click", () => {
+      if (!confirmDialog) { hangUp(); return; }
+      confirmDialog.querySelector("[data-confirm-question]").textContent =
+        waiting.state === "in-call" ? patientStrings.confirmLeaveCall : patientStrings.confirmLeave;
+      confirmDialog.showModal();
     });
+    if (confirmDialog) {
+      confirmDialog.addEventListener("close", () => {
+        if (confirmDialog.returnValue === "leave") hangUp();
+        else hangup.focus();
+      });
+    }
+    document.querySelectorAll("[data-controls] button").forEach((button) => { button.disabled = false; });
   }
 
   return { runCallPage };

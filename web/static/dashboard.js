@@ -45,9 +45,12 @@
     return strings.waiting;
   }
 
+  /* For a patient whose page is not connected: for how long, and that it is expected back
+     if it was connected before (a page never opened is not "reconnecting"). */
   function connection(space) {
     if (space.connected) return "";
-    return fill(strings.notConnected, { time: clock(now() - space.disconnected_at) });
+    const lost = fill(strings.notConnected, { time: clock(now() - space.disconnected_at) });
+    return space.was_connected ? `${strings.reconnecting} · ${lost}` : lost;
   }
 
   function render(space) {
@@ -260,7 +263,14 @@
           break;
         case "space-presence": {
           const entry = cards.get(message.space);
-          if (entry) render({ ...entry.space, connected: message.connected, disconnected_at: message.disconnected_at });
+          if (entry) {
+            render({
+              ...entry.space,
+              connected: message.connected,
+              disconnected_at: message.disconnected_at,
+              was_connected: entry.space.was_connected || message.connected,
+            });
+          }
           break;
         }
         case "space-left": {
