@@ -64,7 +64,9 @@ SOCKET_INTERNAL_ERROR = 1011
 
 
 class GuardedSock(Sock):
-    """flask-sock, where a socket handler's unexpected error is logged and closes the socket.
+    """flask-sock, serving each socket as a `web.websocket.Socket` (read by its own handler,
+    pinged by the process's pinger), where a handler's unexpected error is logged and closes
+    the socket.
 
     flask-sock lets any error but ConnectionClosed reach Flask, whose 500 page is then written
     into the upgraded stream: the browser sees a protocol error instead of a close it can
@@ -73,11 +75,14 @@ class GuardedSock(Sock):
 
     def route(self, path: str, bp: Any = None, *, kind: str, **kwargs: Any) -> Callable[..., Any]:
         """A socket route; `kind` names its sockets in the metrics (patient, dashboard, …)."""
-        register = super().route(path, bp, **kwargs)
 
-        def decorator(handler: Callable[..., None]) -> Callable[..., None]:
+        def decorator(handler: Callable[..., None]) -> Callable[..., Response]:
             @functools.wraps(handler)
-            def guarded(ws: Any, *args: Any, **kwargs: Any) -> None:
+            def socket_route(*args: Any, **kwargs: Any) -> Response:
+                from web.websocket import Socket
+
+                pinger = Services.current().pinger
+                ws = Socket(request.environ, pinger)
                 metrics.socket_opened(kind)
                 try:
                     handler(ws, *args, **kwargs)
@@ -88,12 +93,30 @@ class GuardedSock(Sock):
                     with contextlib.suppress(Exception):
                         ws.close(reason=SOCKET_INTERNAL_ERROR, message="server error")
                 finally:
+                    pinger.remove(ws)
                     metrics.socket_closed(kind)
+                with contextlib.suppress(Exception):
+                    ws.close()
+                return _SocketDone(ws.mode)
 
-            register(guarded)
-            return guarded
+            kwargs["websocket"] = True
+            (bp or self.app).route(path, **kwargs)(socket_route)
+            return socket_route
 
         return decorator
+
+
+class _SocketDone(Response):
+    """What a socket's route returns once the socket has closed: nothing more is written."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.mode == "gunicorn":
+            raise StopIteration()  # gunicorn ends the connection without writing a response
+        return super().__call__(*args, **kwargs)
 
 
 login_manager = LoginManager()
@@ -118,9 +141,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         # A form's token lasts as long as a sign-in can.
         WTF_CSRF_TIME_LIMIT=settings.session_hours * 3600,
         MAX_CONTENT_LENGTH=256 * 1024,
-        # A keep-alive ping within the 60 s that proxies (nginx's default) allow an idle
-        # connection; more often, ten thousand waiting sockets' pings cost a core's tenth.
-        SOCK_SERVER_OPTIONS={"ping_interval": 50, "max_message_size": 192 * 1024},
     )
     logs.configure(settings, "web")
     app.extensions["vidclinic"] = Services(settings)

@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 Listener = Callable[[str, str | None], None]
 
 
+#: Stands for a confirmed subscription: one set event for all of them rather than one each.
+_CONFIRMED = threading.Event()
+_CONFIRMED.set()
+
+
 class SubscribeTimeout(RedisError):
     """Redis did not confirm a subscription in time."""
 
@@ -89,6 +94,9 @@ class ChannelHub:
             if item["type"] == "subscribe":
                 with self._lock:
                     confirmed = self._confirmed.get(channel)
+                    if confirmed is not None:
+                        # Later subscribers need not wait; nobody needs this event any more.
+                        self._confirmed[channel] = _CONFIRMED
                 if confirmed is not None:
                     confirmed.set()
             elif item["type"] == "message":

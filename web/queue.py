@@ -37,41 +37,59 @@ class WaitingPatients:
         self._spaces = spaces
         self._hub = hub
         self._lock = threading.Lock()
-        self._patients: dict[int, dict[str, SocketSession]] = defaultdict(dict)
-        self._told: dict[str, tuple[int, int]] = {}
+        #: Per clinic, its patients' sockets here and the space of each. By socket, not by
+        #: space: a patient back after a drop has a new socket before the old one is over.
+        self._patients: dict[int, dict[SocketSession, str]] = defaultdict(dict)
+        self._told: dict[SocketSession, tuple[int, int]] = {}
         self._pending: set[int] = set()
         self._known: dict[int, tuple[float, bool, bool, float]] = {}
         #: Clinics whose patients were shown a figure (to take it back if that stops).
         self._shown: set[int] = set()
+        #: Clinics whose events this process listens to, changed only under `_subscribing`.
+        self._subscribed: set[int] = set()
+        self._subscribing = threading.Lock()
 
     def watch(self, clinic_id: int, space_id: str, session: SocketSession) -> None:
         """Keep this patient's figures current from now on, and tell them now."""
         with self._lock:
-            first = not self._patients[clinic_id]
-            self._patients[clinic_id][space_id] = session
-            self._told.pop(space_id, None)
-        if first:
-            self._hub.subscribe(keys.clinic_events(clinic_id), self._changed)
+            self._patients[clinic_id][session] = space_id
+            self._told.pop(session, None)
+        self._listen(clinic_id)
         show_place, show_estimate, _typical = self._settings(clinic_id)
         if show_place or show_estimate:
             self._changed(keys.clinic_events(clinic_id), None)  # worked out with the others
         elif self._spaces.status(space_id) == WAITING:
             # Nothing to keep current: told once that they are waiting, nothing else read.
-            self._told[space_id] = (0, 0)
+            self._told[session] = (0, 0)
             session.send(WaitingStatus(position=0, minutes=0))
 
-    def forget(self, clinic_id: int, space_id: str) -> None:
+    def forget(self, clinic_id: int, session: SocketSession) -> None:
+        """Stop keeping this socket's figures current."""
         with self._lock:
-            patients = self._patients.get(clinic_id, {})
-            patients.pop(space_id, None)
-            self._told.pop(space_id, None)
-            last = clinic_id in self._patients and not patients
-            if last:
-                del self._patients[clinic_id]
-                # Unsubscribed, nothing would tell us of a change of its settings any more.
-                self._known.pop(clinic_id, None)
-        if last:
-            self._hub.unsubscribe(keys.clinic_events(clinic_id), self._changed)
+            patients = self._patients.get(clinic_id)
+            if patients is not None:
+                patients.pop(session, None)
+                if not patients:
+                    del self._patients[clinic_id]
+                    # Unsubscribed, nothing would tell us of a change of its settings any more.
+                    self._known.pop(clinic_id, None)
+            self._told.pop(session, None)
+        self._listen(clinic_id)
+
+    def _listen(self, clinic_id: int) -> None:
+        """Listen to the clinic's events while any of its patients is connected here, and only
+        then: decided and done under one lock, so a socket closing as another opens can never
+        leave the newcomer unheard (or waiting on a subscription undone meanwhile)."""
+        channel = keys.clinic_events(clinic_id)
+        with self._subscribing:
+            with self._lock:
+                wanted = bool(self._patients.get(clinic_id))
+            if wanted and clinic_id not in self._subscribed:
+                self._hub.subscribe(channel, self._changed)
+                self._subscribed.add(clinic_id)
+            elif not wanted and clinic_id in self._subscribed:
+                self._hub.unsubscribe(channel, self._changed)
+                self._subscribed.discard(clinic_id)
 
     def _changed(self, channel: str, data: str | None) -> None:
         """Something changed in a waiting area: work its patients out a moment later."""
@@ -120,21 +138,21 @@ class WaitingPatients:
             # Figures shown before the settings changed are taken back, once.
             if clinic_id in self._shown:
                 self._shown.discard(clinic_id)
-                for space_id, session in local.items():
-                    if self._told.get(space_id, (0, 0)) != (0, 0):
-                        self._told[space_id] = (0, 0)
+                for session in local:
+                    if self._told.get(session, (0, 0)) != (0, 0):
+                        self._told[session] = (0, 0)
                         session.send(WaitingStatus(position=0, minutes=0))
             return
         self._shown.add(clinic_id)
         spaces = self._spaces.waiting_area(clinic_id)
         clinicians = len({s.clinician_id for s in spaces if s.status == IN_CALL})
         waiting = [s.id for s in spaces if s.status == WAITING]
-        for space_id, session in local.items():
+        for session, space_id in local.items():
             if space_id not in waiting:
                 continue
             place = waiting.index(space_id) + 1
             minutes = estimate_minutes(place, clinicians, typical) if show_estimate else 0
             figures = (place if show_place else 0, minutes)
-            if self._told.get(space_id) != figures:
-                self._told[space_id] = figures
+            if self._told.get(session) != figures:
+                self._told[session] = figures
                 session.send(WaitingStatus(position=figures[0], minutes=figures[1]))

@@ -26,10 +26,9 @@ from web.hub import ChannelHub
 from web.presence import Presence
 
 if TYPE_CHECKING:
-    from simple_websocket import Server
-
     from web.queue import WaitingPatients
     from web.signalling import ControlChannels, SocketSession
+    from web.websocket import Pinger, Socket
 
 #: Seconds a request or socket waits for a free Redis connection of its pool before failing.
 REDIS_POOL_WAIT = 5.0
@@ -136,13 +135,20 @@ class Services:
         return ChannelHub(client)
 
     @cached_property
+    def pinger(self) -> Pinger:
+        """Pings every socket of this process."""
+        from web.websocket import PING_INTERVAL, Pinger
+
+        return Pinger(PING_INTERVAL)
+
+    @cached_property
     def socket_controls(self) -> ControlChannels:
         """The control channels of the owners of this process's sockets."""
         from web.signalling import ControlChannels
 
         return ControlChannels(self.hub)
 
-    def socket_session(self, ws: Server) -> SocketSession:
+    def socket_session(self, ws: Socket) -> SocketSession:
         """A browser socket of this process, relaying channels through its hub."""
         from web.signalling import SocketSession
 

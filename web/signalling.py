@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from flask import abort
+from flask_babel import get_locale
 from flask_sock import ConnectionClosed
 from redis import RedisError
-from simple_websocket import Server
 from werkzeug.exceptions import HTTPException
 
 from shared import keys
@@ -37,6 +37,7 @@ from web.errors import socket_closed_text
 from web.hub import ChannelHub
 from web.i18n import gettext as _
 from web.safety import same_origin
+from web.websocket import Socket
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,23 @@ DEFAULT_RATE = (20, 2.0)
 MALFORMED = "malformed"
 
 ChannelHandler = Callable[["SocketSession", str, str], None]
+
+#: Held for a moment when a socket's relay starts or stops (one lock for every socket: each
+#: socket holding its own cost more than they ever waited on one another).
+_RELAYS = threading.Lock()
+#: Per language, the sentences a browser is shown when its socket is closed, written once per
+#: process rather than once per socket.
+_CLOSED_TEXTS: dict[str, dict[SocketCloseReason, str]] = {}
+
+
+def _closed_texts() -> dict[SocketCloseReason, str]:
+    """The close sentences in the request's language."""
+    language = str(get_locale())
+    texts = _CLOSED_TEXTS.get(language)
+    if texts is None:
+        texts = {reason: socket_closed_text(reason) for reason in SocketCloseReason}
+        _CLOSED_TEXTS[language] = texts
+    return texts
 
 
 class TokenBucket:
@@ -114,6 +132,8 @@ class ControlChannels:
 class _OwnerSockets:
     """One owner's sockets on this process, as the listener of the owner's control channel."""
 
+    __slots__ = ("_lock", "sessions")
+
     def __init__(self, lock: threading.Lock) -> None:
         self._lock = lock
         self.sessions: dict[str, SocketSession] = {}
@@ -146,7 +166,7 @@ class SocketSession:
     """
 
     def __init__(
-        self, ws: Server, hub: ChannelHub, registry: SocketRegistry, controls: ControlChannels
+        self, ws: Socket, hub: ChannelHub, registry: SocketRegistry, controls: ControlChannels
     ) -> None:
         self.ws = ws
         #: Tells this socket's peer connection on the media node apart from a later one's.
@@ -154,12 +174,12 @@ class SocketSession:
         self._hub = hub
         self._registry = registry
         self._controls = controls
-        self._inbox: queue.Queue[tuple[str, str | None]] = queue.Queue()
+        # Thousands of these wait at once: nothing here that an idle socket need not hold
+        # (appending and taking from a deque are atomic; a relay runs only while one is due).
+        self._inbox: deque[tuple[str, str | None]] = deque()
         self._channels: set[str] = set()
-        self._send_lock = threading.Lock()
-        self._closed = threading.Event()
+        self._closed = False
         self._relay: threading.Thread | None = None
-        self._relay_lock = threading.Lock()
         self._relaying = False
         self._handler: ChannelHandler | None = None
         self._rates: dict[str, TokenBucket] = {}
@@ -169,17 +189,16 @@ class SocketSession:
         self._ends: threading.Timer | None = None
         #: The socket's request id, for the log lines of its relay threads too.
         self._request_id = current_request_id()
-        # Written now, in the request's language: close notices are obeyed on the relay thread,
+        # Chosen now, in the request's language: close notices are obeyed on the relay thread,
         # outside the request.
-        self._closed_texts = {reason: socket_closed_text(reason) for reason in SocketCloseReason}
+        self._closed_texts = _closed_texts()
 
     def send(self, message: Message | str) -> None:
         text = message if isinstance(message, str) else message.encode()
-        with self._send_lock:
-            try:
-                self.ws.send(text)
-            except ConnectionClosed:
-                self._closed.set()
+        try:
+            self.ws.send(text)  # whole, and never between another sender's frames
+        except ConnectionClosed:
+            self._closed = True
 
     def error(self, code: str, text: str) -> None:
         self.send(Error(code=code, message=text))
@@ -229,7 +248,7 @@ class SocketSession:
 
     def deliver(self, channel: str, data: str | None) -> None:
         """Queue a channel's message for the relay (called on the hub's reader)."""
-        self._inbox.put((channel, data))
+        self._inbox.append((channel, data))
         self._kick()
 
     def start_relay(self, handler: ChannelHandler) -> None:
@@ -240,12 +259,13 @@ class SocketSession:
     def _kick(self) -> None:
         """Start a relay for what is queued, unless one runs: an idle socket holds none (a
         waiting greenlet costs about 50 KiB), and one relay at a time keeps the order."""
-        with self._relay_lock:
-            if self._handler is None or self._relaying or self._inbox.empty():
+        with _RELAYS:
+            if self._handler is None or self._relaying or not self._inbox:
                 return
             self._relaying = True
-            self._relay = threading.Thread(target=self._drain, name="socket-relay", daemon=True)
-            self._relay.start()
+        # Started outside the lock: starting a thread waits for it (under gevent, yields).
+        self._relay = threading.Thread(target=self._drain, name="socket-relay", daemon=True)
+        self._relay.start()
 
     def _drain(self) -> None:
         REQUEST_ID.set(self._request_id)  # a thread of its own: its own context
@@ -253,14 +273,14 @@ class SocketSession:
         assert handler is not None
         while True:
             try:
-                channel, data = self._inbox.get_nowait()
-            except queue.Empty:
-                with self._relay_lock:
-                    if self._inbox.empty():
+                channel, data = self._inbox.popleft()
+            except IndexError:
+                with _RELAYS:
+                    if not self._inbox:
                         self._relaying = False
                         return
                 continue
-            if self._closed.is_set():
+            if self._closed:
                 continue  # drained and dropped: nobody is listening any more
             if data is None:
                 # Redis went away and messages may be lost: the browser reconnects and the
@@ -283,7 +303,7 @@ class SocketSession:
         Nothing wakes an idle socket: presence is refreshed for the whole process at once
         (web/presence.py), and a session's end closes the socket by a timer.
         """
-        if self._closed.is_set():
+        if self._closed:
             raise ConnectionClosed()
         data = self.ws.receive()
         if data is None:
@@ -316,13 +336,13 @@ class SocketSession:
         return False
 
     def close_socket(self) -> None:
-        self._closed.set()
+        self._closed = True
         with contextlib.suppress(ConnectionClosed, OSError):
             self.ws.close()
 
     def close(self) -> None:
         """Stop relaying and stop listening; the socket no longer counts against its owner."""
-        self._closed.set()
+        self._closed = True
         if self._ends is not None:
             self._ends.cancel()
         relay = self._relay

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import requests
 from playwright.sync_api import BrowserContext, Page, expect
 
+from shared import keys
 from tests.support.accounts import ADMIN, CLINICIAN, ROAMING, SECOND_CLINICIAN
-from tests.support.http import csrf_token, enter, signed_in
+from tests.support.http import csrf_token, enter, save_settings, signed_in
 from tests.support.pages import (
     enter_as_patient,
     new_context,
@@ -54,25 +56,6 @@ def _card(page: Page, name: str):  # type: ignore[no-untyped-def]
         .get_by_role("listitem")
         .filter(has_text=name)
     )
-
-
-def _settings(stack: Stack, **changes: str) -> None:
-    """Save the demo clinic's waiting-area settings as its admin would (the rest as they are)."""
-    admin = signed_in(stack, ADMIN.email, ADMIN.password)
-    page = admin.get(f"{stack.url}/clinics/demo/settings", timeout=10).text
-    form = {
-        "csrf_token": csrf_token(admin, f"{stack.url}/clinics/demo/settings"),
-        "name": "Demo Clinic",
-        "time_zone": "UTC",
-        "is_open": "true",
-    }
-    for day in range(7):
-        for edge in ("opens", "closes"):
-            value = re.search(rf'name="{edge}_{day}" type="time" value="([^"]*)"', page)
-            form[f"{edge}_{day}"] = value.group(1) if value else ""
-    form.update(changes)
-    response = admin.post(f"{stack.url}/clinics/demo/settings", data=form, timeout=10)
-    assert response.status_code == 200, response.text[:500]
 
 
 def test_an_arrival_is_announced_with_a_sound_and_a_desktop_notice(
@@ -165,18 +148,110 @@ def test_a_patient_is_transferred_to_another_clinic(stack: Stack, browser: objec
         enter_as_patient(patient, stack, "Taras", "Transferred", "+380 44 000 5555")
         card = _card(demo, "Taras Transferred")
         expect(card).to_be_visible()
+        _arrived_minutes_ago(stack, "Transferred", 25)
         card.get_by_label("Clinic to transfer to").select_option(label="Other Clinic")
         card.get_by_role("button", name="Transfer Taras Transferred").click()
+        expect(patient.get_by_role("status")).to_have_text("You are being transferred.")
         expect(card).to_have_count(0)
         moved = _card(other, "Taras Transferred")
         expect(moved).to_contain_text("Waiting")
         expect(moved.locator("[data-activity]")).to_contain_text(f"Transferred by {ROAMING.name}")
+        # What they typed and when they arrived came with them.
+        expect(moved.locator("[data-answers]")).to_contain_text("+380 44 000 5555")
+        expect(moved.locator("[data-waited]")).to_have_text(re.compile(r"^2[56]:\d\d$"))
         expect(patient.get_by_role("status")).to_contain_text("The clinician will be with you")
         # The other clinic's clinician sees the patient, who keeps their own page.
         moved.get_by_role("button", name="Join").click()
         expect(other).to_have_url(re.compile(r"/clinics/other/calls/"))
         wait_for_video_playing(patient, "video[data-participant]")
         other.get_by_role("button", name="End call").click()
+
+
+def _arrived_minutes_ago(stack: Stack, last_name: str, minutes: float) -> str:
+    """Backdate a waiting patient's arrival, as if they had come `minutes` ago; their space id."""
+    client = stack.redis()
+    for space_id in client.zrange(keys.waiting_area(1), 0, -1):
+        if client.hget(keys.space(space_id), "last_name") == last_name:
+            at = time.time() - minutes * 60
+            client.hset(keys.space(space_id), "entered_at", repr(at))
+            client.zadd(keys.waiting_area(1), {space_id: at})
+            return str(space_id)
+    raise AssertionError(f"nobody called {last_name} is waiting")
+
+
+def test_a_patient_is_transferred_from_the_call_page(stack: Stack, browser: object) -> None:
+    with people(browser, 3) as (demo_context, other_context, patient_context):
+        demo = demo_context.new_page()
+        sign_in(demo, stack, ROAMING.email, ROAMING.password)
+        demo.goto(f"{stack.url}/clinics/demo/waiting-area")
+        other = other_context.new_page()
+        sign_in(other, stack, ROAMING.email, ROAMING.password)
+        other.goto(f"{stack.url}/clinics/other/waiting-area")
+        patient = patient_context.new_page()
+        enter_as_patient(patient, stack, "Vira", "Moved", "+380 44 000 5656")
+        _card(demo, "Vira Moved").get_by_role("button", name="Join").click()
+        expect(demo).to_have_url(re.compile(r"/calls/"))
+        wait_for_video_playing(patient, "video[data-participant]")
+
+        demo.get_by_label("Clinic to transfer Vira Moved to").select_option(label="Other Clinic")
+        demo.get_by_role("button", name="Transfer Vira Moved").click()
+        expect(patient.get_by_role("status")).to_have_text("You are being transferred.")
+        expect(patient.locator("video[data-participant]")).to_have_count(0)
+        moved = _card(other, "Vira Moved")
+        expect(moved).to_contain_text("Waiting")
+        expect(moved.locator("[data-answers]")).to_contain_text("+380 44 000 5656")
+        expect(patient.get_by_role("status")).to_contain_text("The clinician will be with you")
+        moved.get_by_role("button", name="Join").click()
+        expect(other).to_have_url(re.compile(r"/clinics/other/calls/"))
+        wait_for_video_playing(patient, "video[data-participant]")
+        other.get_by_role("button", name="End call").click()
+
+
+#: Clicks a button when the wall clock (the same for every page on this machine) says so.
+CLICK_AT = "([button, at]) => setTimeout(() => button.click(), at - Date.now())"
+
+
+def test_two_clinicians_adding_one_patient_at_once_the_other_is_told_who_won(
+    stack: Stack, browser: object
+) -> None:
+    clinicians = (CLINICIAN, SECOND_CLINICIAN)
+    with people(browser, 5) as contexts:
+        pages = [contexts[i].new_page() for i in range(5)]
+        calls, patients, contested = pages[:2], pages[2:4], pages[4]
+        for page, account, patient, last in zip(
+            calls, clinicians, patients, ("Ones", "Twos"), strict=True
+        ):
+            sign_in(page, stack, account.email, account.password)
+            enter_as_patient(patient, stack, "Seen", last, "+380 44 000 8181")
+            _card(page, f"Seen {last}").get_by_role("button", name="Join").click()
+            expect(page).to_have_url(re.compile(r"/calls/"))
+        enter_as_patient(contested, stack, "Kira", "Contested", "+380 44 000 8282")
+        buttons = [
+            page.get_by_role("button", name="Add Kira Contested to the call") for page in calls
+        ]
+        for button in buttons:
+            expect(button).to_be_visible()
+        handles = [button.element_handle() for button in buttons]
+        at = time.time() * 1000 + 500
+        for page, handle in zip(calls, handles, strict=True):
+            page.evaluate(CLICK_AT, [handle, at])
+        expect(contested.get_by_role("status")).to_have_text("You are in a consultation.")
+
+        def inside(page: Page) -> int:
+            listed = page.get_by_role("list", name="Patients in this call")
+            return listed.get_by_text("Kira Contested").count()
+
+        deadline = time.monotonic() + 10
+        while not any(inside(page) for page in calls) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        winners = [a for page, a in zip(calls, clinicians, strict=True) if inside(page)]
+        assert len(winners) == 1, winners
+        (loser,) = [page for page, a in zip(calls, clinicians, strict=True) if a not in winners]
+        expect(loser.get_by_role("status")).to_have_text(
+            f"This patient is already being seen by {winners[0].name}."
+        )
+        for page in calls:
+            page.get_by_role("button", name="End call").click()
 
 
 def test_a_second_waiting_patient_is_added_to_a_call(stack: Stack, browser: object) -> None:
@@ -210,7 +285,7 @@ def test_a_closed_or_out_of_hours_waiting_area_refuses_entry_with_its_message(
         stack, {"first_name": "Early", "last_name": "Bird", "phone": "+380 44 0001212"}
     )
     try:
-        _settings(stack, is_open="", closed_message="We open again on Monday at 9.")
+        save_settings(stack, is_open="", closed_message="We open again on Monday at 9.")
         page = requests.get(f"{stack.url}/c/demo", timeout=10).text
         assert "We open again on Monday at 9." in page and "Start video call" not in page
         late = requests.Session()  # the closed page has no form: a token from another page
@@ -234,11 +309,11 @@ def test_a_closed_or_out_of_hours_waiting_area_refuses_entry_with_its_message(
         if opens >= closes:  # the hour wrapped past midnight: use the hour after it
             opens, closes = "01:00", "02:00"
         hours = {f"opens_{d}": opens for d in range(7)} | {f"closes_{d}": closes for d in range(7)}
-        _settings(stack, closed_message="Open 9 to 5.", **hours)
+        save_settings(stack, closed_message="Open 9 to 5.", **hours)
         page = requests.get(f"{stack.url}/c/demo", timeout=10).text
         assert "Open 9 to 5." in page and "Start video call" not in page
     finally:
-        _settings(stack, **{f"{e}_{d}": "" for e in ("opens", "closes") for d in range(7)})
+        save_settings(stack, **{f"{e}_{d}": "" for e in ("opens", "closes") for d in range(7)})
     assert "Start video call" in requests.get(f"{stack.url}/c/demo", timeout=10).text
 
 
@@ -301,7 +376,7 @@ def _key(page: Page, label: str) -> str:
 def test_the_place_in_the_queue_and_the_estimated_wait_are_shown_and_kept_current(
     stack: Stack, browser: object
 ) -> None:
-    _settings(stack, show_position="true", show_estimate="true")
+    save_settings(stack, show_position="true", show_estimate="true")
     try:
         with people(browser, 3) as (clinician_context, ahead_context, behind_context):
             dashboard = clinician_context.new_page()
@@ -322,7 +397,7 @@ def test_the_place_in_the_queue_and_the_estimated_wait_are_shown_and_kept_curren
             _card(dashboard, "Anna Ahead").get_by_role("button", name="Join").click()
             expect(status).to_contain_text(f"You are number {place - 1} in the queue.")
     finally:
-        _settings(stack)
+        save_settings(stack)
 
 
 def _place(status: str) -> int:

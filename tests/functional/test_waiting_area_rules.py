@@ -15,12 +15,20 @@ import pytest
 import redis
 import requests
 
-from shared.errors import CloseReason, SpaceAlreadyClaimed
+from shared import keys
+from shared.errors import CloseReason, RoomFull, SpaceAlreadyClaimed
 from shared.models import ArrivalEmails, Consultation, Membership, User
 from shared.spaces import IN_CALL, PatientEntry, Spaces
 from tests.support.accounts import ADMIN, CLINICIAN, OTHER_CLINICIAN, ROAMING, SECOND_CLINICIAN
 from tests.support.database import session_for
-from tests.support.http import Socket, csrf_token, enter, signed_in
+from tests.support.http import (
+    Socket,
+    csrf_token,
+    enter,
+    join_from_dashboard,
+    save_settings,
+    signed_in,
+)
 from tests.support.stack import Stack
 
 ENTRY = PatientEntry("Rasa", "Race", "+380 63 000 2222")
@@ -148,6 +156,131 @@ def test_housekeeping_run_twice_at_once_ends_each_space_once(stack: Stack) -> No
         after = session.query(Consultation).filter(Consultation.clinic_id == 2).count()
     assert after - before == 10
     assert not [s for s in made if client.exists(f"vc:space:{s.id}")]
+
+
+def test_a_patient_back_on_a_new_socket_still_hears_their_place_once_the_old_one_ends(
+    stack: Stack,
+) -> None:
+    """After a network drop the page is back on a new socket before the server sees the old one
+    end: that end must not stop the new socket hearing the patient's place."""
+    save_settings(stack, show_position="true")
+    try:
+        ahead, _ = enter(
+            stack, {"first_name": "Alla", "last_name": "Ahead", "phone": "+380 63 000 5551"}
+        )
+        patient, _ = enter(
+            stack, {"first_name": "Petro", "last_name": "Back", "phone": "+380 63 000 5552"}
+        )
+        old = Socket(stack, "/c/demo/space/ws", patient)
+        place = old.receive_type("waiting-status")["position"]
+        new = Socket(stack, "/c/demo/space/ws", patient)
+        assert new.receive_type("waiting-status")["position"] == place
+        old.close()  # returns once the server has closed it, its handler done
+        leaving = Socket(stack, "/c/demo/space/ws", ahead)
+        leaving.send({"type": "leave"})
+        assert new.receive_type("waiting-status")["position"] < place
+        new.send({"type": "leave"})
+        new.close()
+    finally:
+        save_settings(stack)
+
+
+def _space_called(spaces: Spaces, last_name: str) -> str:
+    (space,) = [s for s in spaces.waiting_area(1) if s.last_name == last_name]
+    return space.id
+
+
+def test_a_seventh_person_added_to_a_call_is_refused_and_nothing_changes(stack: Stack) -> None:
+    client = stack.redis()
+    spaces = Spaces(client)
+    clinician = signed_in(stack, CLINICIAN.email, CLINICIAN.password)
+    patients: dict[str, tuple[requests.Session, Socket]] = {}
+
+    def arrive(name: str) -> str:
+        session, _ = enter(stack, {"first_name": "Seat", "last_name": name, "phone": PHONE})
+        patients[name] = (session, Socket(stack, "/c/demo/space/ws", session))
+        return _space_called(spaces, name)
+
+    def inside() -> int:
+        return int(client.zcard(keys.call_participants(call_id)))
+
+    arrive("Full0")
+    dashboard, call_id, _url = join_from_dashboard(stack, clinician, "Full0")
+    call = Socket(stack, f"/clinics/demo/calls/{call_id}/ws", clinician)
+    try:
+        call.receive_type("waiting-area")
+        for seat in range(1, 5):  # the clinician, the patient and four more: six
+            call.send({"type": "add-to-call", "space": arrive(f"Full{seat}")})
+            patients[f"Full{seat}"][1].receive_type("call-started")
+            _wait_until(lambda seat=seat: inside() == seat + 2)
+        seventh = arrive("Full5")
+        call.send({"type": "add-to-call", "space": seventh})
+        refusal = call.receive_type("error")
+        assert refusal == {
+            "v": 1,
+            "type": "error",
+            "code": "call-full",
+            "message": "This room is full (6 participants).",
+        }
+        after = spaces.get(seventh)
+        assert after is not None and after.status == "waiting" and after.call_id == ""
+        assert len(client.smembers(keys.call_spaces(call_id))) == 5 and inside() == 6
+        assert "call-started" not in _heard_for(patients["Full5"][1], 1.0)
+
+        # One place free (a patient left): two patients added at the same instant, one wins.
+        patients["Full4"][1].send({"type": "leave"})
+        _wait_until(lambda: inside() == 5)
+        eighth = arrive("Full6")
+        outcomes = _race_adds(spaces, [seventh, eighth], call_id)
+        assert sorted(type(o).__name__ for o in outcomes) == ["RoomFull", "Taken"], outcomes
+    finally:
+        call.send({"type": "end-call"})
+        for _session, socket in patients.values():
+            socket.close()
+        for socket in (call, dashboard):
+            socket.close()
+
+
+PHONE = "+380 63 000 6666"
+
+
+def _wait_until(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not within the timeout"
+        time.sleep(0.05)
+
+
+def _heard_for(socket: Socket, seconds: float) -> list[str]:
+    """The types of the messages a socket hears within `seconds`."""
+    heard, deadline = [], time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            heard.append(socket.receive(left)["type"])
+        except AssertionError:
+            break
+    return heard
+
+
+def _race_adds(spaces: Spaces, space_ids: list[str], call_id: str) -> list[object]:
+    start = threading.Barrier(len(space_ids))
+    outcomes: list[object] = [None] * len(space_ids)
+
+    def add(index: int) -> None:
+        start.wait()
+        try:
+            outcomes[index] = spaces.take(
+                space_ids[index], 1, f"u{index}", "Dr Adder", "add", call_id
+            )
+        except (RoomFull, SpaceAlreadyClaimed) as refused:
+            outcomes[index] = refused
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(len(space_ids))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
 
 
 RULES_CASES = [

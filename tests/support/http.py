@@ -11,6 +11,7 @@ import requests
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from tests.support.accounts import ADMIN
 from tests.support.stack import Stack
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -155,3 +156,22 @@ class Socket:
 
     def close(self) -> None:
         self.ws.close()
+
+
+def save_settings(stack: Stack, **changes: str) -> None:
+    """Save the demo clinic's waiting-area settings as its admin would (the rest as they are)."""
+    admin = signed_in(stack, ADMIN.email, ADMIN.password)
+    page = admin.get(f"{stack.url}/clinics/demo/settings", timeout=10).text
+    form = {
+        "csrf_token": csrf_token(admin, f"{stack.url}/clinics/demo/settings"),
+        "name": "Demo Clinic",
+        "time_zone": "UTC",
+        "is_open": "true",
+    }
+    for day in range(7):
+        for edge in ("opens", "closes"):
+            value = re.search(rf'name="{edge}_{day}" type="time" value="([^"]*)"', page)
+            form[f"{edge}_{day}"] = value.group(1) if value else ""
+    form.update(changes)
+    response = admin.post(f"{stack.url}/clinics/demo/settings", data=form, timeout=10)
+    assert response.status_code == 200, response.text[:500]

@@ -41,6 +41,7 @@ from web.signalling import (
     require_same_origin,
 )
 from web.staff_actions import StaffActions
+from web.websocket import Socket
 
 bp = Blueprint("call", __name__)
 
@@ -82,7 +83,7 @@ def call_page(slug: str, call_id: str) -> str:
 
 
 @sock.route("/clinics/<slug>/calls/<call_id>/ws", bp=bp, kind="call")
-def call_socket(ws: object, slug: str, call_id: str) -> None:
+def call_socket(ws: Socket, slug: str, call_id: str) -> None:
     """Signalling for the clinician in a call; "end-call" ends the consultation for everyone.
 
     The socket closes as soon as the member's access changes or their session ends.

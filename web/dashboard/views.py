@@ -26,6 +26,7 @@ from web.i18n import gettext as _
 from web.services import Services
 from web.signalling import forward, refuse, require_same_origin
 from web.staff_actions import StaffActions
+from web.websocket import Socket
 
 bp = Blueprint("dashboard", __name__)
 
@@ -77,7 +78,7 @@ def patient_link(slug: str) -> ResponseReturnValue:
 
 
 @sock.route("/clinics/<slug>/waiting-area/ws", bp=bp, kind="dashboard")
-def waiting_area_socket(ws: object, slug: str) -> None:
+def waiting_area_socket(ws: Socket, slug: str) -> None:
     """Cards for every waiting patient, then each change as it happens; "join" claims one.
 
     The socket closes as soon as the member's access changes or their session ends.

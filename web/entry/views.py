@@ -54,6 +54,7 @@ from web.safety import same_origin
 from web.services import Services
 from web.signalling import SocketSession, join_call_channels, leave_node, relay_offer
 from web.validation import json_body
+from web.websocket import Socket
 from workers.app import ARRIVAL_EMAILS
 
 bp = Blueprint("entry", __name__)
@@ -243,7 +244,7 @@ def space_page(slug: str) -> str | Response:
 
 
 @sock.route("/c/<slug>/space/ws", bp=bp, kind="patient")
-def space_socket(ws: object, slug: str) -> None:
+def space_socket(ws: Socket, slug: str) -> None:
     """The patient's socket: their own space's events, and signalling once a clinician joins.
 
     A token holds VIDCLINIC_SOCKETS_PER_PATIENT sockets at most: a newer one closes the oldest.
@@ -304,7 +305,7 @@ def space_socket(ws: object, slug: str) -> None:
         if isinstance(message, CallStarted):
             join(message.call)
         elif isinstance(message, Transferred):
-            waiting.forget(clinic_of["id"], space_id)
+            waiting.forget(clinic_of["id"], session)
             clinic_of["id"] = message.clinic
             waiting.watch(message.clinic, space_id, session)
 
@@ -363,7 +364,7 @@ def space_socket(ws: object, slug: str) -> None:
         # With Redis away the socket still closes cleanly: the space keeps its last sign of
         # life, and housekeeping decides once Redis is back.
         with contextlib.suppress(RedisError):
-            waiting.forget(clinic_of["id"], space_id)
+            waiting.forget(clinic_of["id"], session)
             if not services.sockets.open_count(owner):
                 spaces.connected(space_id, False)
             leave_call()

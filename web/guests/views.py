@@ -32,6 +32,7 @@ from web.room_call import RoomCall, refuse_entry
 from web.safety import same_origin
 from web.services import Services
 from web.validation import StrippedSchema, text_field
+from web.websocket import Socket
 
 bp = Blueprint("guests", __name__)
 
@@ -131,7 +132,7 @@ def guest_room(token: str) -> ResponseReturnValue:
 
 
 @sock.route("/g/<token>/ws", bp=bp, kind="guest")
-def guest_socket(ws: object, token: str) -> None:
+def guest_socket(ws: Socket, token: str) -> None:
     """A guest inside their room: admission, signalling, lock; cut off when the link is revoked."""
     services = Services.current()
     session = services.socket_session(ws)

@@ -48,6 +48,7 @@ from web.room_call import RoomCall, refuse_entry
 from web.services import Services
 from web.signalling import forward, refuse, require_same_origin
 from web.validation import StrippedSchema, text_field
+from web.websocket import Socket
 
 bp = Blueprint("rooms", __name__)
 
@@ -170,7 +171,7 @@ def delete(slug: str, key: str) -> Response:
 
 
 @sock.route("/clinics/<slug>/rooms/ws", bp=bp, kind="room-list")
-def room_list_socket(ws: object, slug: str) -> None:
+def room_list_socket(ws: Socket, slug: str) -> None:
     """Who is inside each of the clinic's rooms, kept live; it takes no messages."""
     services = Services.current()
     session = services.socket_session(ws)
@@ -213,7 +214,7 @@ def room_page(slug: str, key: str) -> str:
 
 
 @sock.route("/clinics/<slug>/rooms/<key>/ws", bp=bp, kind="room")
-def room_socket(ws: object, slug: str, key: str) -> None:
+def room_socket(ws: Socket, slug: str, key: str) -> None:
     """A member inside a room: admission, signalling, lock, leaving."""
     services = Services.current()
     session = services.socket_session(ws)

@@ -4,6 +4,7 @@
 
 const VC = (() => {
   const SLOT_COUNT = 5;
+  const TRANSFER_NOTICE_MS = 3000; // "You are being transferred." is shown at least this long
   // Refusals whose sentence from the server the page shows as it is.
   const TOLD_AS_IS = ["call-full", "already-being-seen", "space-not-found", "not-your-clinic"];
   // Connections that fail one after another (about 10 s each) before the page gives up.
@@ -537,13 +538,28 @@ const VC = (() => {
           showWaiting();
           showMessage(patientStrings.backToWaiting, false);
           break;
-        case "transferred": call.close(); call.offered = null; waiting.state = "transferring"; showWaiting(); break;
-        case "waiting-status":
-          waiting.state = "waiting";
-          waiting.position = message.position;
-          waiting.minutes = message.minutes;
+        case "transferred":
+          call.close();
+          call.offered = null;
+          waiting.state = "transferring";
+          waiting.transferSaidUntil = Date.now() + TRANSFER_NOTICE_MS;
           showWaiting();
           break;
+        case "waiting-status": {
+          waiting.position = message.position;
+          waiting.minutes = message.minutes;
+          // The new clinic's figures come at once: "being transferred" stays long enough to read.
+          const later = (waiting.transferSaidUntil || 0) - Date.now();
+          if (waiting.state === "transferring" && later > 0) {
+            setTimeout(() => {
+              if (waiting.state === "transferring") { waiting.state = "waiting"; showWaiting(); }
+            }, later);
+            break;
+          }
+          waiting.state = "waiting";
+          showWaiting();
+          break;
+        }
         case "clinic-message": showMessage(message.text); break;
         case "media-ready":
           call.mark("media-ready");
