@@ -178,3 +178,59 @@ def test_a_locked_room_refuses_a_member_and_an_old_link_and_admits_a_new_link(
     finally:
         for context in contexts:
             context.close()
+
+
+MARK_VIDEOS = """(names) => names.forEach((name) => {
+  document.querySelector(`video[aria-label='${name}']`).dataset.kept = "yes";
+})"""
+KEPT_VIDEOS = """(names) => names.filter(
+  (name) => document.querySelector(`video[aria-label='${name}'][data-kept='yes']`)
+)"""
+
+
+def test_six_people_see_and_hear_the_five_others_and_a_change_stops_nobody_elses_media(
+    stack: Stack, browser: object
+) -> None:
+    """Six pages in one call, each with the five others playing; one leaves and another comes
+    in, and the four who stayed keep the very same video elements (no renegotiation, no restart)
+    with their pictures still moving."""
+    contexts: list[BrowserContext] = []
+    try:
+        accounts = [ADMIN, CLINICIAN, SECOND_CLINICIAN, FIFTH, SIXTH]
+        pages: dict[str, Page] = {}
+        for account in accounts:
+            context, page = _member(browser, stack, account.email, account.password)
+            contexts.append(context)
+            pages[account.name] = page
+        _create_room(pages[ADMIN.name], stack, "Six of us")
+        for page in pages.values():
+            _enter(page, stack, "Six of us")
+        url = _guest_link(pages[ADMIN.name])
+        guest_context = new_context(browser)
+        contexts.append(guest_context)
+        guest = guest_context.new_page()
+        _join_as_guest(guest, url, "Guest Six")
+        expect(guest.get_by_role("status")).to_have_text("You are in the meeting.")
+        pages["Guest Six"] = guest
+        for own, page in pages.items():
+            _sees_everyone(page, [n for n in pages if n != own])
+
+        leaving, staying = SIXTH.name, [n for n in pages if n != SIXTH.name]
+        for own in staying:
+            pages[own].evaluate(MARK_VIDEOS, [n for n in staying if n != own])
+        pages[leaving].get_by_role("button", name="Leave room").click()
+        context, newcomer = _member(browser, stack, SEVENTH.email, SEVENTH.password)
+        contexts.append(context)
+        _enter(newcomer, stack, "Six of us")
+        _sees_everyone(newcomer, staying)
+        for own in staying:
+            others = [n for n in staying if n != own]
+            page = pages[own]
+            assert page.evaluate(KEPT_VIDEOS, others) == others, f"{own} lost a video element"
+            for name in others:
+                wait_for_video_playing(page, f"video[aria-label='{name}']")
+            wait_for_video_playing(page, f"video[aria-label='{SEVENTH.name}']")
+            expect(page.locator(f"video[aria-label='{leaving}']")).to_have_count(0)
+    finally:
+        for context in contexts:
+            context.close()
