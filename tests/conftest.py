@@ -1,4 +1,5 @@
-"""Fixtures: the real system (Redis, web, worker, beat, media node) and headless Chromium."""
+"""Fixtures: the real system (Redis, web, worker, beat, media node), headless Chromium and
+headless Firefox ESR."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy import make_url
 
 from tests.support.database import fresh_database, postgres_server
+from tests.support.firefox import FIREFOX, firefox_installed, launch_firefox
 from tests.support.stack import Stack, running_stack
 
 CHROMIUM = os.environ.get("VIDCLINIC_CHROMIUM", "/usr/bin/chromium")
@@ -64,3 +66,15 @@ def browser() -> Iterator[object]:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def firefox(tmp_path: Path) -> Iterator[object]:
+    """A fresh headless Firefox ESR (a Selenium WebDriver) with a fake camera and microphone."""
+    if not firefox_installed():
+        pytest.fail(f"Firefox not found at {FIREFOX}: install Debian's firefox-esr package")
+    driver = launch_firefox(tmp_path / "geckodriver.log")
+    try:
+        yield driver
+    finally:
+        driver.quit()  # type: ignore[attr-defined]
