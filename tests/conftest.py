@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import make_url
@@ -68,13 +69,25 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
-@pytest.fixture
-def firefox(tmp_path: Path) -> Iterator[object]:
-    """A fresh headless Firefox ESR (a Selenium WebDriver) with a fake camera and microphone."""
+@pytest.fixture(scope="module")
+def firefox_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Headless Firefox ESR (a Selenium WebDriver) with a fake camera and microphone, started
+    once for a test module (a start and a quit cost seconds each) and gone after it."""
     if not firefox_installed():
         pytest.fail(f"Firefox not found at {FIREFOX}: install Debian's firefox-esr package")
-    driver = launch_firefox(tmp_path / "geckodriver.log")
+    driver = launch_firefox(tmp_path_factory.mktemp("firefox") / "geckodriver.log")
     try:
         yield driver
     finally:
         driver.quit()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def firefox(firefox_browser: object) -> Iterator[object]:
+    """The module's Firefox for one test, which leaves it signed out on a blank page."""
+    yield firefox_browser
+    driver: Any = firefox_browser
+    if driver.current_url.startswith("http"):
+        # Every test server is on 127.0.0.1, and cookies do not tell ports apart.
+        driver.delete_all_cookies()
+    driver.get("about:blank")  # closes the page's sockets, camera and connections

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any, Protocol
 
 import pytest
@@ -23,7 +24,12 @@ class Side(Protocol):
     def wait_for_status(self, text: str) -> None: ...
     def wait_for_video_playing(self, selector: str) -> dict[str, Any]: ...
     def wait_for_audio_packets(self) -> int: ...
+    def video_bitrate_cap(self) -> int | None: ...
     def end_call(self) -> None: ...
+
+
+#: The cap call.js sets on the page's own video once the call is answered.
+BITRATE_CAP = "(window.vidclinicCall.senders.video.getParameters().encodings[0] || {}).maxBitrate"
 
 
 class Chromium:
@@ -63,6 +69,10 @@ class Chromium:
     def wait_for_audio_packets(self) -> int:
         return pages.wait_for_audio_packets(self.page)
 
+    def video_bitrate_cap(self) -> int | None:
+        cap: int | None = self.page.evaluate(BITRATE_CAP)
+        return cap
+
     def end_call(self) -> None:
         self.page.get_by_role("button", name="End call").click()
 
@@ -94,6 +104,10 @@ class Firefox:
 
     def wait_for_audio_packets(self) -> int:
         return firefox_pages.wait_for_audio_packets(self.driver)
+
+    def video_bitrate_cap(self) -> int | None:
+        cap: int | None = self.driver.execute_script(f"return {BITRATE_CAP}")
+        return cap
 
     def end_call(self) -> None:
         firefox_pages.end_call(self.driver)
@@ -131,7 +145,57 @@ def test_a_consultation_works_between_firefox_and_chromium(
             assert None not in (figures["after"]["presented"], figures["after"]["decoded"])
         assert clinician.wait_for_audio_packets() > 0
         assert patient.wait_for_audio_packets() > 0
+        # Each browser took the page's cap on what it sends (the node does no congestion control).
+        assert clinician.video_bitrate_cap() == patient.video_bitrate_cap() == 600_000
 
+        clinician.end_call()
+        patient.wait_for_status("Your consultation has ended.")
+    finally:
+        context.close()
+
+
+#: Every offer the page makes fails before it goes out (as Firefox's did when it read the
+#: description of a connection already closed); each attempt's connection is recorded.
+FAIL_EVERY_OFFER = """
+window.attempts = [];
+RTCPeerConnection.prototype.setLocalDescription = function () {
+  if (!this.attempt) this.attempt = window.attempts.length + 1;
+  window.attempts.push({ attempt: this.attempt, state: this.signalingState });
+  return Promise.reject(new DOMException("refused by the test", "OperationError"));
+};
+const send = WebSocket.prototype.send;
+window.offersSent = 0;
+WebSocket.prototype.send = function (text) {
+  if (JSON.parse(text).type === "offer") window.offersSent += 1;
+  return send.call(this, text);
+};
+"""
+
+
+def test_a_firefox_patient_whose_connection_fails_before_its_offer_is_told_after_a_few_tries(
+    stack: Stack, browser: object, firefox: WebDriver
+) -> None:
+    context = pages.new_context(browser)
+    try:
+        clinician = Chromium(context.new_page(), stack)
+        clinician.sign_in(CLINICIAN.email, CLINICIAN.password)
+        patient = Firefox(firefox, stack)
+        patient.enter_as_patient("Petro", "Retry", "+380 44 765 0000")
+        patient.wait_for_status("will be with you shortly")
+        firefox.execute_script(FAIL_EVERY_OFFER)
+
+        clinician.join("Petro Retry")
+        patient.wait_for_status("We could not connect the video.")
+        # Four attempts, each on a connection of its own that was still open, a second apart;
+        # none sent an offer, and the page stopped trying.
+        attempts = firefox.execute_script("return window.attempts")
+        assert attempts == [{"attempt": n, "state": "stable"} for n in (1, 2, 3, 4)]
+        assert firefox.execute_script("return window.offersSent") == 0
+        assert firefox.execute_script("return window.vidclinicCall.pc") is None
+        time.sleep(1.5)
+        assert len(firefox.execute_script("return window.attempts")) == 4
+
+        # The call itself goes on: the clinician can still end it, and the patient hears so.
         clinician.end_call()
         patient.wait_for_status("Your consultation has ended.")
     finally:
