@@ -15,10 +15,10 @@ from shared.config import DEFAULT_DENIED_CANDIDATES
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 #: A real offer from Chromium 156, made as web/static/call.js makes it (12 m-sections).
 CHROMIUM = (FIXTURES / "chromium-offer.sdp").read_bytes().decode()
-#: A real offer from Firefox ESR 153, made as web/static/call.js makes it: no `a=msid-semantic`
-#: line of Chromium's kind, a session-level fingerprint, every section but the first with port 0
-#: and `a=bundle-only`, an `a=ssrc` in each receive-only section, rtcp-fb lines for formats not on
-#: the m-line.
+#: A real offer from Firefox ESR 153, made as web/static/call.js makes it. Unlike Chromium's: a
+#: session-level fingerprint and `a=msid-semantic:WMS *`, every section but the first on port 0
+#: with `a=bundle-only`, an `a=ssrc` in each receive-only section, rtcp-fb lines for formats not
+#: on the m-line, msids in braces, no `a=rtcp` line.
 FIREFOX = (FIXTURES / "firefox-offer.sdp").read_bytes().decode()
 #: The candidates Firefox gathered for that connection, as it writes them (uppercase transport).
 FIREFOX_CANDIDATES = [
