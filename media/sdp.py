@@ -158,8 +158,11 @@ def _media_ssrc(section: list[str]) -> int | None:
     """The SSRC a section announces for its media, not its retransmissions.
 
     `a=ssrc-group:FID <media> <rtx>` names the media SSRC first (RFC 4588); without a group the
-    section's first `a=ssrc` is the media SSRC.
+    section's first `a=ssrc` is the media SSRC. A section that sends nothing has none: Firefox
+    announces an `a=ssrc` in receive-only sections too, the source of its RTCP reports.
     """
+    if "a=recvonly" in section or "a=inactive" in section:
+        return None
     group = next((line for line in section if line.startswith("a=ssrc-group:FID ")), None)
     first = next((line for line in section if line.startswith("a=ssrc:")), None)
     if group is not None:

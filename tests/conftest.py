@@ -1,4 +1,5 @@
-"""Fixtures: the real system (Redis, web, worker, beat, media node) and headless Chromium."""
+"""Fixtures: the real system (Redis, web, worker, beat, media node), headless Chromium and
+headless Firefox ESR."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import make_url
 
 from tests.support.database import fresh_database, postgres_server
+from tests.support.firefox import FIREFOX, firefox_installed, launch_firefox
 from tests.support.stack import Stack, running_stack
 
 CHROMIUM = os.environ.get("VIDCLINIC_CHROMIUM", "/usr/bin/chromium")
@@ -64,3 +67,27 @@ def browser() -> Iterator[object]:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="module")
+def firefox_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Headless Firefox ESR (a Selenium WebDriver) with a fake camera and microphone, started
+    once for a test module (a start and a quit cost seconds each) and gone after it."""
+    if not firefox_installed():
+        pytest.fail(f"Firefox not found at {FIREFOX}: install Debian's firefox-esr package")
+    driver = launch_firefox(tmp_path_factory.mktemp("firefox") / "geckodriver.log")
+    try:
+        yield driver
+    finally:
+        driver.quit()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def firefox(firefox_browser: object) -> Iterator[object]:
+    """The module's Firefox for one test, which leaves it signed out on a blank page."""
+    yield firefox_browser
+    driver: Any = firefox_browser
+    if driver.current_url.startswith("http"):
+        # Every test server is on 127.0.0.1, and cookies do not tell ports apart.
+        driver.delete_all_cookies()
+    driver.get("about:blank")  # closes the page's sockets, camera and connections

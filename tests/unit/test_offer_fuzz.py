@@ -19,7 +19,8 @@ from media.participant import Participant
 from media.sdp import BadOffer
 from tests.support.aio import run
 
-CHROMIUM = (Path(__file__).parent.parent / "fixtures" / "chromium-offer.sdp").read_bytes().decode()
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+CHROMIUM = (FIXTURES / "chromium-offer.sdp").read_bytes().decode()
 LINES = CHROMIUM.rstrip("\r\n").split("\r\n")
 #: Bounds for one offer, far above what a valid one costs (~30 ms, ~2 MB) and far below what
 #: the amplified offer once cost (18 s, 1.4 GB).
@@ -68,6 +69,21 @@ async def _handle(sdp: str) -> str:
 def test_the_unmutated_offer_is_answered() -> None:
     use_host_addresses(("127.0.0.1",))
     assert run(_handle(_mutated([]))) == "answer"
+
+
+def test_a_real_firefox_offer_is_answered_with_the_rooms_codecs() -> None:
+    use_host_addresses(("127.0.0.1",))
+    offer = (FIXTURES / "firefox-offer.sdp").read_bytes().decode()
+
+    async def answer() -> str:
+        participant, sdp = await Participant.connect("p", "P", offer, "c", lambda _p: None)
+        await participant.close()
+        return sdp
+
+    sdp = run(answer())
+    assert sdp.count("\r\nm=") == 12
+    assert "a=group:BUNDLE 0 1 2 3 4 5 6 7 8 9 10 11" in sdp
+    assert "VP8/90000" in sdp and "opus/48000" in sdp and "H264" not in sdp
 
 
 @settings(
