@@ -219,6 +219,7 @@ def test_six_people_see_and_hear_the_five_others_and_a_change_stops_nobody_elses
         for own in staying:
             pages[own].evaluate(MARK_VIDEOS, [n for n in staying if n != own])
         pages[leaving].get_by_role("button", name="Leave room").click()
+        expect(pages[leaving].get_by_role("status")).to_have_text("You have left the room.")
         context, newcomer = _member(browser, stack, SEVENTH.email, SEVENTH.password)
         contexts.append(context)
         _enter(newcomer, stack, "Six of us")
