@@ -176,6 +176,13 @@ class Settings:
     send_retry_delay: int = 5
     #: Connections (pages and sockets) one web process serves at once.
     web_connections: int = 10000
+    #: Pre-call checks allowed per client address (an IPv6 client's /64) per minute.
+    check_rate_per_minute: int = 10
+    #: Pre-call checks running at once on all media nodes together: each holds two peer
+    #: connections on a node, so checks take at most twice this many places of the nodes.
+    checks_at_once: int = 20
+    #: Seconds a pre-call check's call lasts at most, whatever the page does.
+    check_seconds: int = 35
 
     def __post_init__(self) -> None:
         if not self.celery_broker_url:
@@ -238,4 +245,7 @@ class Settings:
             send_attempts=_int(env, "VIDCLINIC_SEND_ATTEMPTS", 8),
             send_retry_delay=_int(env, "VIDCLINIC_SEND_RETRY_DELAY", 5),
             web_connections=_int(env, "VIDCLINIC_WEB_CONNECTIONS", 10000),
+            check_rate_per_minute=_int(env, "VIDCLINIC_CHECK_RATE", 10),
+            checks_at_once=_int(env, "VIDCLINIC_CHECKS_AT_ONCE", 20),
+            check_seconds=_int(env, "VIDCLINIC_CHECK_SECONDS", 35, minimum=5),
         )
