@@ -247,7 +247,7 @@ def test_a_team_member_opens_the_check_from_the_page_header(stack: Stack, browse
         expect(page.get_by_role("link", name="Back to your clinics")).to_be_visible()
     finally:
         context.close()
-    # Signed out, the header has no such link and the page asks to sign in.
+    # The members' check socket is theirs alone.
     anonymous = Socket(stack, "/check/ws")
     assert anonymous.receive_type("error")["code"] == "forbidden"
     assert anonymous.closed_by_server()

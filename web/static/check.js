@@ -134,12 +134,14 @@
     analyser.fftSize = 8192; // longer than the time between two readings: no sound is missed
     source.connect(analyser);
     const samples = new Float32Array(analyser.fftSize);
-    const started = Date.now();
+    let listening = null; // when the audio started running: silence counts from then
     let heard = false;
     let quiet = false;
     verdict("microphone", "pending", strings.microphoneSpeak);
     const reading = setInterval(() => {
       if (track.readyState === "ended") { clearInterval(reading); return; }
+      if (audio.state !== "running") return;
+      if (listening === null) listening = Date.now();
       analyser.getFloatTimeDomainData(samples);
       let peak = 0;
       for (let i = 0; i < samples.length; i += 1) peak = Math.max(peak, Math.abs(samples[i]));
@@ -150,7 +152,7 @@
       if (!heard && peak >= SOUND_LEVEL) {
         heard = true;
         verdict("microphone", "ok", strings.microphoneOk);
-      } else if (!heard && !quiet && Date.now() - started > QUIET_AFTER) {
+      } else if (!heard && !quiet && Date.now() - listening > QUIET_AFTER) {
         quiet = true;
         verdict("microphone", "warn", strings.microphoneQuiet, strings.microphoneQuietHelp);
       }
