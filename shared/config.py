@@ -189,6 +189,13 @@ class Settings:
     worker_metrics_port: int = 0
     #: A media node's metrics port (0: none; the node then listens on no TCP port at all).
     media_metrics_port: int = 0
+    #: Pre-call checks allowed per client address (an IPv6 client's /64) per minute.
+    check_rate_per_minute: int = 10
+    #: Pre-call checks running at once on all media nodes together: each holds two peer
+    #: connections on a node, so checks take at most twice this many places of the nodes.
+    checks_at_once: int = 20
+    #: Seconds a pre-call check's call lasts at most, whatever the page does.
+    check_seconds: int = 35
 
     def __post_init__(self) -> None:
         if not self.celery_broker_url:
@@ -256,4 +263,7 @@ class Settings:
             metrics_address=env.get("VIDCLINIC_METRICS_ADDRESS") or "127.0.0.1",
             worker_metrics_port=_int(env, "VIDCLINIC_WORKER_METRICS_PORT", 0, minimum=0),
             media_metrics_port=_int(env, "VIDCLINIC_MEDIA_METRICS_PORT", 0, minimum=0),
+            check_rate_per_minute=_int(env, "VIDCLINIC_CHECK_RATE", 10),
+            checks_at_once=_int(env, "VIDCLINIC_CHECKS_AT_ONCE", 20),
+            check_seconds=_int(env, "VIDCLINIC_CHECK_SECONDS", 35, minimum=5),
         )

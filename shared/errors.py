@@ -63,6 +63,28 @@ class EntryRateLimited(VidclinicError):
         self.retry_after = retry_after
 
 
+class ChecksRateLimited(VidclinicError):
+    """Too many pre-call checks from one address network; retry after `retry_after` seconds."""
+
+    code = "rate-limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+class ChecksBusy(VidclinicError):
+    """As many pre-call checks as the media nodes are allowed to host at once are running."""
+
+    code = "checks-busy"
+
+
+class MediaUnavailable(VidclinicError):
+    """No live media node has room: nothing can be connected to now."""
+
+    code = "media-unavailable"
+
+
 class TooManyFailedSignIns(VidclinicError):
     """This sign-in attempt must wait (too many from here, or from this device); retry after
     `retry_after` seconds."""

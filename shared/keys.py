@@ -51,10 +51,10 @@ def space_events(space_id: str) -> str:
 
 
 def call(call_id: str) -> str:
-    """HASH: one call — kind (`space` or `room`), clinic_id, space_id or room (key), node_id,
-    started_at, clinician_id, locked_at (a locked room), request_id (of the request that opened
-    it, for the logs), and `seen:<participant>` (when that participant's page was last
-    connected)."""
+    """HASH: one call — kind (`space`, `room` or `check`: a pre-call check), clinic_id,
+    space_id or room (key), node_id, started_at, clinician_id, locked_at (a locked room),
+    request_id (of the request that opened it, for the logs), and `seen:<participant>` (when
+    that participant's page was last connected)."""
     return f"{PREFIX}:call:{call_id}"
 
 
@@ -130,6 +130,18 @@ def entry_rate(subject: str) -> str:
     """STRING counter: patient entries this minute from one address network or into one clinic
     (`subject` is a keyed digest, see shared/throttle.py); lives ENTRY_RATE_WINDOW."""
     return f"{PREFIX}:entry-rate:{subject}"
+
+
+def check_rate(subject: str) -> str:
+    """STRING counter: pre-call checks this minute from one address network (`subject` is a
+    keyed digest, see shared/throttle.py); lives CHECK_RATE_WINDOW."""
+    return f"{PREFIX}:check-rate:{subject}"
+
+
+CHECKS = f"{PREFIX}:checks"
+"""ZSET: the ids of the pre-call checks' calls (`call(id)`, kind `check`), scored by the Unix
+time each must have ended by; beat ends those its socket left behind. Refreshed to CHECK_TTL on
+each check."""
 
 
 def login_failures(subject: str) -> str:
@@ -223,6 +235,10 @@ CALL_TTL = 4 * 3600
 NODE_TTL_HEARTBEATS = 3
 #: Seconds a window of patient entries lasts.
 ENTRY_RATE_WINDOW = 60
+#: Seconds a window of pre-call checks lasts.
+CHECK_RATE_WINDOW = 60
+#: Seconds a pre-call check's call hash lives past its deadline at most (beat ends it sooner).
+CHECK_TTL_MARGIN = 120
 #: Seconds sign-in attempts are remembered after the last one: longer than the longest delay,
 #: so waiting the delay out never resets the count.
 SIGN_IN_MEMORY = 24 * 3600

@@ -46,7 +46,8 @@ redis.call('HSET', KEYS[1], 'seen:' .. ARGV[1], ARGV[2])
 return 1
 """
 
-# KEYS: call, node registry. ARGV: node hash key prefix.
+# KEYS: call, node registry. ARGV: node hash key prefix, the share of its capacity a node may
+# be loaded to and still take the call.
 # Idempotent per call: a call keeps its node while that node lives. Node hashes are read by a
 # prefix because the candidates are only known inside the script (single-instance Redis).
 _ALLOCATE_NODE = """
@@ -58,7 +59,9 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   local v = redis.call('HMGET', ARGV[1] .. id, 'load', 'capacity')
   if v[1] and v[2] then
     local load, capacity = tonumber(v[1]), tonumber(v[2])
-    if load < capacity and (best == nil or load < best_load) then best, best_load = id, load end
+    if load < capacity * tonumber(ARGV[2]) and (best == nil or load < best_load) then
+      best, best_load = id, load
+    end
   end
 end
 if not best then return {'none'} end
@@ -113,10 +116,13 @@ class LiveState:
             request_id=raw.get("request_id", ""),
         )
 
-    def allocate_node(self, call_id: str) -> str | None:
-        """Give the call the least-loaded live media node with room (idempotent); None if none."""
+    def allocate_node(self, call_id: str, share: float = 1.0) -> str | None:
+        """Give the call the least-loaded live media node with room (idempotent); None if none.
+
+        A node counts as having room while its load is below `share` of its capacity.
+        """
         result = self._allocate_node(
-            keys=[keys.call(call_id), keys.MEDIA_NODES], args=[keys.media_node("")]
+            keys=[keys.call(call_id), keys.MEDIA_NODES], args=[keys.media_node(""), share]
         )
         return result[1] if result[0] == "ok" else None
 

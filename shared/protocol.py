@@ -456,6 +456,56 @@ class RoomState(Message):
     locked: bool
 
 
+#: A pre-call check connects twice, directly and then through the relay (TURN) server when
+#: one is configured, each time with a peer connection that sends and one that receives.
+CHECK_PHASES = ("direct", "relay")
+CHECK_LEGS = ("send", "receive")
+
+
+@message
+@dataclass(frozen=True)
+class CheckOffer(Message):
+    """One of a pre-call check's peer connections offers (browser → web); the same shape as a
+    call's offer."""
+
+    type: ClassVar[str] = "check-offer"
+    phase: str
+    leg: str
+    sdp: str
+
+    def __post_init__(self) -> None:
+        if self.phase not in CHECK_PHASES:
+            raise ValueError(f"phase must be one of {', '.join(CHECK_PHASES)}")
+        if self.leg not in CHECK_LEGS:
+            raise ValueError(f"leg must be one of {', '.join(CHECK_LEGS)}")
+        _require_str("sdp", self.sdp, MAX_SDP_CHARS)
+
+    @property
+    def participant(self) -> str:
+        """The participant id of this peer connection inside the check's call."""
+        return f"{self.phase}-{self.leg}"
+
+
+@message
+@dataclass(frozen=True)
+class CheckReady(Message):
+    """A pre-call check has a media node: the page may offer, for `seconds` at most."""
+
+    type: ClassVar[str] = "check-ready"
+    seconds: int
+
+
+@message
+@dataclass(frozen=True)
+class CheckAnswer(Message):
+    """The media node's answer to one of a pre-call check's peer connections."""
+
+    type: ClassVar[str] = "check-answer"
+    phase: str
+    leg: str
+    sdp: str
+
+
 # --- web → media node ---------------------------------------------------------------------------
 
 

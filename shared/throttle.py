@@ -1,4 +1,5 @@
-"""Slowing down floods and guessing: patient entries per minute, and sign-in back-off.
+"""Slowing down floods and guessing: patient entries and pre-call checks per minute, and sign-in
+back-off.
 
 Every subject is stored as a keyed digest (HMAC with the secret key): a Redis dump names no email
 address or client address, and nobody without the secret can tell which key is whose.
@@ -20,7 +21,7 @@ import time
 from redis import Redis
 
 from shared import keys
-from shared.errors import EntryRateLimited, TooManyFailedSignIns
+from shared.errors import ChecksRateLimited, EntryRateLimited, TooManyFailedSignIns
 
 #: An address network may try this many times as often as one account from it (a clinic's
 #: team often shares one address).
@@ -113,6 +114,15 @@ class Throttle:
             )
             if count > limit:
                 raise EntryRateLimited(retry_after=max(int(ttl), 1))
+
+    def check_precall_rate(self, address: str, per_network: int) -> None:
+        """Count one pre-call check; raises ChecksRateLimited past the limit this minute."""
+        subject = self.digest("check-network", client_network(address))
+        count, ttl = self._count_in_window(
+            keys=[keys.check_rate(subject)], args=[keys.CHECK_RATE_WINDOW]
+        )
+        if count > per_network:
+            raise ChecksRateLimited(retry_after=max(int(ttl), 1))
 
     def begin_sign_in(self, email: str, address: str, free: int, device: str | None) -> None:
         """Count a sign-in attempt before the password is checked; raises TooManyFailedSignIns

@@ -165,12 +165,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     from web.auth import account, team_links  # noqa: F401  (routes on the auth blueprint)
     from web.auth.views import bp as auth_bp
     from web.call.views import bp as call_bp
+    from web.check.views import bp as check_bp
     from web.dashboard.views import bp as dashboard_bp
     from web.entry.views import bp as entry_bp
     from web.guests.views import bp as guests_bp
     from web.rooms.views import bp as rooms_bp
 
-    for blueprint in (auth_bp, entry_bp, dashboard_bp, call_bp, rooms_bp, guests_bp, admin_bp):
+    blueprints = (auth_bp, entry_bp, check_bp, dashboard_bp, call_bp, rooms_bp, guests_bp, admin_bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
     errors.init_app(app)
     clinic.init_app(app)

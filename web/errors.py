@@ -10,7 +10,10 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import (
+    ChecksBusy,
+    ChecksRateLimited,
     EntryRateLimited,
+    MediaUnavailable,
     RoomFull,
     RoomLocked,
     SocketCloseReason,
@@ -39,6 +42,14 @@ def message_for(error: VidclinicError) -> str:
         return _("This room is locked. Ask someone inside to unlock it.")
     if isinstance(error, EntryRateLimited):
         return _("Too many attempts. Please try again in a minute.")
+    if isinstance(error, ChecksRateLimited):
+        return _("Too many tests from your network. Please wait a minute, then try again.")
+    if isinstance(error, ChecksBusy):
+        return _(
+            "The video service is busy testing other connections. Please try again in a minute."
+        )
+    if isinstance(error, MediaUnavailable):
+        return _("The clinic's video service is not available right now.")
     if isinstance(error, TooManyFailedSignIns):
         minutes = max(1, -(-error.retry_after // 60))
         return ngettext(

@@ -14,6 +14,7 @@ from redis.retry import Retry
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.calls import CallPresence
+from shared.checks import Checks
 from shared.config import Settings
 from shared.consultations import Ending
 from shared.db import make_engine, make_sessionmaker
@@ -124,6 +125,16 @@ class Services:
     @cached_property
     def throttle(self) -> Throttle:
         return Throttle(self.redis, self.settings.secret_key)
+
+    @cached_property
+    def socket_throttle(self) -> Throttle:
+        """Rate limits counted when a socket opens (a pre-call check's)."""
+        return Throttle(self.socket_redis, self.settings.secret_key)
+
+    @cached_property
+    def socket_checks(self) -> Checks:
+        """Pre-call checks' calls, for sockets."""
+        return Checks(self.socket_redis)
 
     @cached_property
     def hub(self) -> ChannelHub:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared import logs
 from shared.calls import CallPresence
+from shared.checks import Checks
 from shared.config import Settings
 from shared.consultations import Ending
 from shared.db import make_engine, make_sessionmaker
@@ -91,6 +92,10 @@ class Services:
     @cached_property
     def calls(self) -> CallPresence:
         return CallPresence(self.live.redis)
+
+    @cached_property
+    def checks(self) -> Checks:
+        return Checks(self.live.redis)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:

@@ -1,4 +1,5 @@
-"""Periodic clean-up run by beat: abandoned patient spaces and dead media nodes."""
+"""Periodic clean-up run by beat: abandoned patient spaces, pre-call checks left behind, and dead
+media nodes."""
 
 from __future__ import annotations
 
@@ -18,11 +19,16 @@ def sweep_waiting_areas(task: VidclinicTask) -> int:
 
     A waiting patient who left times out; a call everyone left is abandoned; a patient whose
     clinician left the call without ending it waits again in their place; people whose pages
-    vanished from a room are let go (and an emptied room's call ends).
+    vanished from a room are let go (and an emptied room's call ends); a pre-call check past
+    its deadline (its web process died) ends and frees its media room.
     """
     services = task.services
     ended = 0
     services.calls.sweep()
+    for call_id in services.checks.overdue():
+        check_ended, check_node = services.checks.end(call_id)
+        if check_ended and check_node:
+            close_room(services.live, check_node, call_id)
     spaces, grace = services.spaces, services.settings.patient_grace
     for clinic_id in spaces.clinics():
         spaces.forget_missing(clinic_id)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from shared import keys
-from shared.errors import CloseReason, SpaceAlreadyClaimed
+from shared.checks import NODE_SHARE, Checks
+from shared.errors import ChecksBusy, CloseReason, SpaceAlreadyClaimed
 from shared.live import LiveState
 from shared.spaces import PatientEntry, Spaces
 from tests.support.stack import Stack
@@ -121,3 +123,26 @@ def test_allocation_reports_when_no_node_has_room(live: LiveState) -> None:
     call_id = Spaces(live.redis).take(space.id, 1, "u1", "Dr One", "join").call_id
     assert live.allocate_node(call_id) is None
     assert live.allocate_node("no-such-call") is None
+
+
+def test_checks_are_bounded_take_at_most_half_a_node_and_end_once(live: LiveState) -> None:
+    checks = Checks(live.redis)
+    _register(live, "half-full", load=30, capacity=60)
+    first = checks.open(1, seconds=30, at_once=2)
+    assert live.redis.hget(keys.call(first), "kind") == "check"
+    assert live.allocate_node(first, NODE_SHARE) is None  # the other half is kept for calls
+    _register(live, "quiet", load=29, capacity=60)
+    assert live.allocate_node(first, NODE_SHARE) == "quiet"
+    second = checks.open(1, seconds=30, at_once=2)
+    with pytest.raises(ChecksBusy):
+        checks.open(1, seconds=30, at_once=2)
+    # One past its deadline (its web process died) holds no place, and beat finds it.
+    live.redis.zadd(keys.CHECKS, {second: time.time() - 10})
+    assert checks.overdue() == [second]
+    third = checks.open(1, seconds=30, at_once=2)
+    assert checks.end(first) == (True, "quiet")
+    assert checks.end(first) == (False, "")  # a second ending (beat, the socket) does nothing
+    for call_id in (second, third):
+        assert checks.end(call_id) == (True, "")
+    assert live.redis.zcard(keys.CHECKS) == 0
+    assert not [k for k in live.redis.scan_iter(keys.call("*"))]

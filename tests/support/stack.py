@@ -77,6 +77,7 @@ class Stack:
             "VIDCLINIC_HOUSEKEEPING_INTERVAL": "1",
             "VIDCLINIC_ENTRY_RATE": "100000",
             "VIDCLINIC_CLINIC_ENTRY_RATE": "100000",
+            "VIDCLINIC_CHECK_RATE": "100000",
             "VIDCLINIC_SIGN_IN_ATTEMPTS": "5",
             "VIDCLINIC_SMTP_HOST": "127.0.0.1",
             "VIDCLINIC_SMTP_PORT": str(self.mail.port),

@@ -8,6 +8,8 @@ import pytest
 
 from shared.protocol import (
     MAX_MESSAGE_BYTES,
+    CheckAnswer,
+    CheckOffer,
     Join,
     NodeOffer,
     Offer,
@@ -23,6 +25,8 @@ def test_messages_round_trip() -> None:
         Join(space="abc"),
         NodeOffer(call="c", participant="p", name="Anna", sdp="v=0", connection="k"),
         Slots(slots=[{"slot": 0, "participant": "p", "name": "Anna"}]),
+        CheckOffer(phase="relay", leg="receive", sdp="v=0"),
+        CheckAnswer(phase="direct", leg="send", sdp="v=0"),
     ):
         assert decode(message.encode()) == message
 
@@ -38,6 +42,9 @@ def test_messages_round_trip() -> None:
         ('{"v": 1, "type": "offer", "sdp": ""}', "sdp must be"),
         ('{"v": 1, "type": "offer", "sdp": 42}', "sdp must be"),
         ('{"v": 1, "type": "join", "space": "' + "x" * 65 + '"}', "space must be"),
+        ('{"v": 1, "type": "check-offer", "phase": "x", "leg": "send", "sdp": "v"}', "phase"),
+        ('{"v": 1, "type": "check-offer", "phase": "direct", "leg": "x", "sdp": "v"}', "leg"),
+        ('{"v": 1, "type": "check-offer", "phase": "direct", "leg": "send"}', "missing sdp"),
     ],
 )
 def test_malformed_messages_are_refused(raw: str, reason: str) -> None:
@@ -77,3 +84,14 @@ def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
 def test_unterminated_strings_are_not_json() -> None:
     with pytest.raises(ProtocolError, match="not JSON"):
         decode('{"v": 1, "type": "offer", "sdp": "' + '\\"' * 1000)
+
+
+def test_a_check_offer_names_one_of_its_checks_four_participants() -> None:
+    """The participant ids come from a closed list: a check's socket can offer for nobody
+    else, whatever the page sends."""
+    ids = {
+        CheckOffer(phase=phase, leg=leg, sdp="v=0").participant
+        for phase in ("direct", "relay")
+        for leg in ("send", "receive")
+    }
+    assert ids == {"direct-send", "direct-receive", "relay-send", "relay-receive"}
