@@ -305,6 +305,31 @@ def test_coturn_refuses_expired_and_forged_credentials(turn_web: Stack, coturn: 
         assert run(refused(username, password)) == 401, what
 
 
+def test_a_relay_outlives_the_credential_it_was_allocated_with(coturn: Coturn) -> None:
+    """coturn checks the expiry at Allocate only: a call relayed past its page's TTL goes on
+    (here a new peer's ChannelBind, an authenticated request like a Refresh, after expiry)."""
+
+    async def outlive() -> None:
+        loop = asyncio.get_running_loop()
+        first, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+        later, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+        turn = rest_credential(TURN_SECRET, "aaaaaaaaoutlived", int(time.time()) + 2)
+        relayed, received = await allocate(coturn, turn.username, turn.credential)
+        try:
+            relayed.sendto(b"before", first.get_extra_info("sockname"))
+            assert (await asyncio.wait_for(received.data.get(), 5))[0] == b"echo:before"
+            await asyncio.sleep(max(0.0, turn.expires + 1.5 - time.time()))
+            relayed.sendto(b"after", later.get_extra_info("sockname"))
+            assert (await asyncio.wait_for(received.data.get(), 5))[0] == b"echo:after"
+            assert received.errors.empty()
+        finally:
+            relayed.close()
+            first.close()
+            later.close()
+
+    run(outlive())
+
+
 def test_coturn_counts_its_quota_per_person_across_page_loads(coturn: Coturn) -> None:
     """user-quota counts a person's relays whatever each credential's expiry: one person
     cannot hold the server's relays by loading pages, and others are still served."""
