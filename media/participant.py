@@ -76,6 +76,8 @@ class Participant:
         offer = check_offer(offer_sdp, denied)
         if offer.media_ssrcs[1] is None:
             raise BadOffer("the offer's video must announce its SSRC")
+        # No STUN or TURN here: the node's host candidates are its public addresses. Only
+        # browsers relay through TURN, reaching these candidates from the TURN server.
         pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )

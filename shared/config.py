@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -98,6 +99,60 @@ def _networks(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tu
     return networks
 
 
+#: A TURN server's URI as browsers take it (RFC 7065): `turn:` or `turns:` (TLS), a host name or
+#: address, an optional port and an optional transport.
+TURN_URL = re.compile(
+    r"turns?:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?(?:\?transport=(?:udp|tcp))?"
+)
+STUN_SCHEMES = ("stun:", "stuns:")
+TURN_SCHEMES = ("turn:", "turns:")
+
+
+def _ice_servers(env: Mapping[str, str], name: str) -> tuple[dict[str, object], ...]:
+    """STUN servers as RTCPeerConnection takes them; TURN servers and passwords are refused.
+
+    A password here would be the same in every page, readable by anyone who opens the clinic's
+    link: TURN goes in VIDCLINIC_TURN_URLS, whose credentials are per person and expire.
+    """
+    try:
+        servers = json.loads(env.get(name) or "[]")
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{name} is not valid JSON: {exc}") from None
+    example = '[{"urls": "stun:stun.example.org:3478"}]'
+    if not isinstance(servers, list) or not all(isinstance(s, dict) for s in servers):
+        raise SettingsError(f"{name} must be a JSON list of servers like {example}")
+    for server in servers:
+        urls = server.get("urls")
+        urls = [urls] if isinstance(urls, str) else urls
+        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+            raise SettingsError(f"{name}: every server needs urls, as in {example}")
+        if (
+            "credential" in server
+            or "username" in server
+            or any(u.lower().startswith(TURN_SCHEMES) for u in urls)
+        ):
+            raise SettingsError(
+                f"{name} lists a TURN server or a password, which every page would show to "
+                "anyone: put TURN servers in VIDCLINIC_TURN_URLS and set VIDCLINIC_TURN_SECRET "
+                "(coturn's static-auth-secret), so each page gets its own expiring credential"
+            )
+        if not all(u.lower().startswith(STUN_SCHEMES) for u in urls):
+            raise SettingsError(f"{name}: {urls!r} are not stun: or stuns: URLs")
+    return tuple(servers)
+
+
+def _turn_urls(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated turn:/turns: URLs."""
+    urls = tuple(u.strip() for u in env.get(name, "").split(",") if u.strip())
+    for url in urls:
+        if not TURN_URL.fullmatch(url):
+            raise SettingsError(
+                f"{name}: {url!r} is not a TURN URL like turn:turn.example.org:3478?transport=udp "
+                "or turns:turn.example.org:443?transport=tcp"
+            )
+    return urls
+
+
 DEFAULT_SMS_BODY = '{"to": "{to}", "text": "{text}"}'
 SMTP_SECURITY = ("starttls", "ssl", "none")
 LOG_FORMATS = ("text", "json")
@@ -128,8 +183,16 @@ class Settings:
     #: Networks (CIDR) whose addresses a client may not name as ICE candidates: the node never
     #: sends connectivity checks there. Loopback, link-local and private ranges by default.
     media_denied_candidates: tuple[str, ...] = DEFAULT_DENIED_CANDIDATES
-    #: ICE servers (STUN/TURN) handed to browsers, as the RTCPeerConnection `iceServers` list.
+    #: STUN servers handed to browsers, as the RTCPeerConnection `iceServers` list (no TURN:
+    #: a TURN password here would be the same in every page).
     ice_servers: tuple[dict[str, object], ...] = ()
+    #: TURN servers (turn:/turns: URLs) handed to browsers with a credential of their own.
+    turn_urls: tuple[str, ...] = ()
+    #: The TURN REST API secret shared with coturn (`static-auth-secret`); never sent anywhere.
+    turn_secret: str = ""
+    #: Seconds a browser's TURN credential is valid for new allocations; pages ask for fresh
+    #: ones halfway through, and relayed calls outlive it.
+    turn_ttl: int = 3600
     #: Patient entries allowed per client address (an IPv6 client's /64) per minute.
     entry_rate_per_minute: int = 10
     #: Patient entries allowed into one clinic per minute, from all addresses together.
@@ -211,10 +274,16 @@ class Settings:
         secret_key = env.get("VIDCLINIC_SECRET_KEY", "")
         if len(secret_key) < 16:
             raise SettingsError("VIDCLINIC_SECRET_KEY must be set to at least 16 random characters")
-        try:
-            ice_servers = tuple(json.loads(env.get("VIDCLINIC_ICE_SERVERS") or "[]"))
-        except json.JSONDecodeError as exc:
-            raise SettingsError(f"VIDCLINIC_ICE_SERVERS is not valid JSON: {exc}") from None
+        ice_servers = _ice_servers(env, "VIDCLINIC_ICE_SERVERS")
+        turn_urls = _turn_urls(env, "VIDCLINIC_TURN_URLS")
+        turn_secret = env.get("VIDCLINIC_TURN_SECRET", "")
+        if turn_urls and len(turn_secret) < 16:
+            raise SettingsError(
+                "VIDCLINIC_TURN_SECRET must be set to coturn's static-auth-secret (at least 16 "
+                "random characters) when VIDCLINIC_TURN_URLS is set"
+            )
+        if turn_secret and not turn_urls:
+            raise SettingsError("VIDCLINIC_TURN_SECRET is set but VIDCLINIC_TURN_URLS is empty")
         addresses = tuple(
             a.strip() for a in env.get("VIDCLINIC_MEDIA_ADDRESSES", "").split(",") if a.strip()
         )
@@ -234,6 +303,9 @@ class Settings:
                 env, "VIDCLINIC_MEDIA_DENIED_CANDIDATES", DEFAULT_DENIED_CANDIDATES
             ),
             ice_servers=ice_servers,
+            turn_urls=turn_urls,
+            turn_secret=turn_secret,
+            turn_ttl=_int(env, "VIDCLINIC_TURN_TTL", 3600, minimum=60),
             entry_rate_per_minute=_int(env, "VIDCLINIC_ENTRY_RATE", 10),
             clinic_entry_rate_per_minute=_int(env, "VIDCLINIC_CLINIC_ENTRY_RATE", 120),
             sign_in_attempts=_int(env, "VIDCLINIC_SIGN_IN_ATTEMPTS", 10),

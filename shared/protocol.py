@@ -287,6 +287,15 @@ class EndCall(Message):
     type: ClassVar[str] = "end-call"
 
 
+@message
+@dataclass(frozen=True)
+class RefreshIceServers(Message):
+    """A call page asks for fresh TURN credentials before its current ones expire (it asks
+    halfway through their lifetime): the answer is `ice-servers`."""
+
+    type: ClassVar[str] = "refresh-ice-servers"
+
+
 # --- web → browser ------------------------------------------------------------------------------
 
 
@@ -408,6 +417,18 @@ class BackToWaiting(Message):
     area, in the place they had."""
 
     type: ClassVar[str] = "back-to-waiting"
+
+
+@message
+@dataclass(frozen=True)
+class IceServers(Message):
+    """The `iceServers` a call page builds its next peer connection with: STUN servers, and
+    TURN servers with a credential of this participant's, valid for `ttl` seconds from now
+    (0: nothing expires). Sent before a socket's `media-ready`, and on `refresh-ice-servers`."""
+
+    type: ClassVar[str] = "ice-servers"
+    servers: list[dict[str, Any]]
+    ttl: int
 
 
 @message

@@ -19,6 +19,7 @@ from web.signalling import (
     join_call_channels,
     leave_node,
     relay_offer,
+    send_ice_servers,
 )
 from workers.app import ALLOCATE_MEDIA_NODE
 
@@ -66,7 +67,8 @@ class RoomCall:
         else:
             raise RoomFull(capacity=0)
         live = self.services.socket_live
-        join_call_channels(self.session, live, self.call_id, self.person.participant)
+        participant = self.person.participant
+        join_call_channels(self.session, live, self.call_id, participant, self.services.settings)
         self._present = self.services.presence.call(
             self.call_id, self.person.participant, gone=self.session.close_socket
         )
@@ -83,6 +85,10 @@ class RoomCall:
         relay_offer(
             self.session, live, self.call_id, self.person.participant, self.person.name, offer
         )
+
+    def refresh_ice_servers(self) -> None:
+        """Fresh TURN credentials, asked for before the page's expire."""
+        send_ice_servers(self.session, self.services.settings, self.person.participant)
 
     def media_state(self, state: MediaState) -> None:
         """The participant's microphone or camera went on or off: the others are told."""

@@ -18,6 +18,7 @@ from redis import RedisError
 from werkzeug.exceptions import HTTPException
 
 from shared import keys
+from shared.config import Settings
 from shared.errors import MediaBusy, SocketCloseReason
 from shared.live import LiveState
 from shared.logs import REQUEST_ID, current_request_id
@@ -33,6 +34,7 @@ from shared.protocol import (
     decode,
 )
 from shared.sockets import SocketRegistry
+from shared.turn import ice_servers
 from web.errors import socket_closed_text
 from web.hub import ChannelHub
 from web.i18n import gettext as _
@@ -378,17 +380,26 @@ def forward(session: SocketSession, _channel: str, data: str) -> None:
 
 
 def join_call_channels(
-    session: SocketSession, live: LiveState, call_id: str, participant: str
+    session: SocketSession, live: LiveState, call_id: str, participant: str, settings: Settings
 ) -> None:
-    """Listen to a call's events and this participant's signalling, then catch up on readiness.
+    """Hand the browser fresh ICE servers, listen to a call's events and this participant's
+    signalling, then catch up on readiness.
 
-    Subscribing (confirmed) first and then checking the node means a `media-ready` published
-    in between is seen at least once (the browser ignores a second one).
+    The ICE servers go first, before anything relayed: the peer connection a `media-ready`
+    makes the page build uses TURN credentials of this socket's, however long the page has been
+    open. Subscribing (confirmed) before checking the node means a `media-ready` published in
+    between is seen at least once (the browser ignores a second one).
     """
+    send_ice_servers(session, settings, participant)
     session.subscribe(keys.call_events(call_id), keys.participant_signal(call_id, participant))
     call = live.get_call(call_id)
     if call is not None and live.live_node(call.node_id):
         session.send(MediaReady(call=call_id, node=call.node_id))
+
+
+def send_ice_servers(session: SocketSession, settings: Settings, participant: str) -> None:
+    """Fresh STUN/TURN servers for the participant's next peer connection (`ice-servers`)."""
+    session.send(ice_servers(settings, participant))
 
 
 def relay_offer(

@@ -4,7 +4,6 @@ the fake devices and with them refused; and the bounds on what a check may cost.
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import time
@@ -18,10 +17,10 @@ from playwright.sync_api import Page, expect
 from shared.redis_server import free_port
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.support.accounts import CLINICIAN
+from tests.support.coturn import running_coturn
 from tests.support.http import Socket
 from tests.support.pages import new_context, sign_in, wait_for_video_playing
 from tests.support.stack import Stack, another_web, wait_until
-from tests.support.turn import turn_server
 
 PHONE = {"width": 390, "height": 844}
 #: Everything the page checks by itself has a verdict within this many seconds.
@@ -192,9 +191,15 @@ def test_with_a_turn_server_configured_the_check_proves_the_relay_too(
 ) -> None:
     """A second pair of peer connections may only use relayed candidates: media that gets
     through them went through the TURN server. One that does not answer is named as such."""
+    secret = "check-turn-secret-0123456789abcdef"
+    port = free_port()
+    overrides = {
+        "VIDCLINIC_TURN_URLS": f"turn:127.0.0.1:{port}?transport=udp",
+        "VIDCLINIC_TURN_SECRET": secret,
+    }
     with (
-        turn_server(tmp_path / "turn") as ice_servers,
-        another_web(stack, "web-check-turn", {"VIDCLINIC_ICE_SERVERS": ice_servers}) as web,
+        running_coturn(tmp_path / "turn", secret, "127.0.0.1", port),
+        another_web(stack, "web-check-turn", overrides) as web,
     ):
         context = new_context(browser)
         try:
@@ -212,9 +217,8 @@ def test_with_a_turn_server_configured_the_check_proves_the_relay_too(
             assert outcome["relay"]["frames"] > 0
         finally:
             context.close()
-    silent = [{"urls": [f"turn:127.0.0.1:{free_port()}"], "username": "u", "credential": "p"}]
-    overrides = {"VIDCLINIC_ICE_SERVERS": json.dumps(silent)}
-    with another_web(stack, "web-check-no-turn", overrides) as web:
+    silent = {**overrides, "VIDCLINIC_TURN_URLS": f"turn:127.0.0.1:{free_port()}"}
+    with another_web(stack, "web-check-no-turn", silent) as web:
         context = new_context(browser)
         try:
             page = context.new_page()

@@ -39,11 +39,70 @@ def test_lists_are_parsed() -> None:
         {
             **BASE,
             "VIDCLINIC_MEDIA_ADDRESSES": "203.0.113.5, 2001:db8::5",
-            "VIDCLINIC_ICE_SERVERS": '[{"urls": "turn:turn.example:3478"}]',
+            "VIDCLINIC_ICE_SERVERS": '[{"urls": "stun:stun.example:3478"}]',
+            "VIDCLINIC_TURN_URLS": "turn:turn.example:3478?transport=udp, turns:[2001:db8::3]:443",
+            "VIDCLINIC_TURN_SECRET": "t" * 32,
         }
     )
     assert settings.media_addresses == ("203.0.113.5", "2001:db8::5")
-    assert settings.ice_servers == ({"urls": "turn:turn.example:3478"},)
+    assert settings.ice_servers == ({"urls": "stun:stun.example:3478"},)
+    assert settings.turn_urls == ("turn:turn.example:3478?transport=udp", "turns:[2001:db8::3]:443")
+    assert settings.turn_ttl == 3600
+
+
+TURN = {
+    **BASE,
+    "VIDCLINIC_TURN_URLS": "turn:turn.example.org:3478",
+    "VIDCLINIC_TURN_SECRET": "t" * 32,
+}
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        # A TURN password in VIDCLINIC_ICE_SERVERS would be the same in every page.
+        (
+            {
+                **BASE,
+                "VIDCLINIC_ICE_SERVERS": '[{"urls": ["turn:turn.example.org:3478"], '
+                '"username": "vidclinic", "credential": "static"}]',
+            },
+            "VIDCLINIC_TURN_URLS and set VIDCLINIC_TURN_SECRET",
+        ),
+        ({**BASE, "VIDCLINIC_ICE_SERVERS": '[{"urls": "turns:t.example.org"}]'}, "TURN server"),
+        (
+            {
+                **BASE,
+                "VIDCLINIC_ICE_SERVERS": '[{"urls": "stun:s.example.org", "credential": "x"}]',
+            },
+            "password",
+        ),
+        ({**BASE, "VIDCLINIC_ICE_SERVERS": '{"urls": "stun:s.example.org"}'}, "JSON list"),
+        ({**BASE, "VIDCLINIC_ICE_SERVERS": '[{"url": "stun:s.example.org"}]'}, "needs urls"),
+        ({**BASE, "VIDCLINIC_ICE_SERVERS": '[{"urls": "http://s.example.org"}]'}, "stun:"),
+        ({**BASE, "VIDCLINIC_TURN_URLS": "turn:turn.example.org"}, "VIDCLINIC_TURN_SECRET must"),
+        ({**TURN, "VIDCLINIC_TURN_SECRET": "short"}, "VIDCLINIC_TURN_SECRET must"),
+        ({**BASE, "VIDCLINIC_TURN_SECRET": "t" * 32}, "VIDCLINIC_TURN_URLS is empty"),
+        ({**TURN, "VIDCLINIC_TURN_URLS": "stun:turn.example.org"}, "not a TURN URL"),
+        ({**TURN, "VIDCLINIC_TURN_URLS": "turn:turn.example.org?transport=sctp"}, "not a TURN URL"),
+        ({**TURN, "VIDCLINIC_TURN_TTL": "30"}, "VIDCLINIC_TURN_TTL must be at least 60"),
+    ],
+)
+def test_turn_settings_refuse_static_passwords_and_say_what_to_set(
+    env: dict[str, str], says: str
+) -> None:
+    with pytest.raises(SettingsError, match=says):
+        Settings.from_env(env)
+
+
+def test_stun_only_servers_still_work() -> None:
+    env = {
+        **BASE,
+        "VIDCLINIC_ICE_SERVERS": '[{"urls": ["stun:a.example.org", "stuns:b.example.org"]}]',
+    }
+    settings = Settings.from_env(env)
+    assert settings.ice_servers == ({"urls": ["stun:a.example.org", "stuns:b.example.org"]},)
+    assert settings.turn_urls == () and settings.turn_secret == ""
 
 
 def test_broker_uses_the_next_database_index() -> None:

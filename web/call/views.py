@@ -22,10 +22,12 @@ from shared.protocol import (
     Hold,
     MediaState,
     Offer,
+    RefreshIceServers,
     Resume,
     Transfer,
     WaitingArea,
 )
+from shared.turn import ice_servers
 from web import sock
 from web.auth import sessions
 from web.auth.views import claim_member_socket, may_still_act
@@ -39,6 +41,7 @@ from web.signalling import (
     refuse,
     relay_offer,
     require_same_origin,
+    send_ice_servers,
 )
 from web.staff_actions import StaffActions
 from web.websocket import Socket
@@ -46,7 +49,7 @@ from web.websocket import Socket
 bp = Blueprint("call", __name__)
 
 #: What the clinician's call page may ask for.
-CALL_ACTIONS = (Offer, MediaState, EndCall, Hold, Resume, AddToCall, Transfer)
+CALL_ACTIONS = (Offer, MediaState, EndCall, Hold, Resume, AddToCall, Transfer, RefreshIceServers)
 
 
 def _own_call_or_error(slug: str, call_id: str) -> tuple[Clinic, Call]:
@@ -77,7 +80,7 @@ def call_page(slug: str, call_id: str) -> str:
         call=call,
         patient_name=space.display_name if space else "",
         socket_url=url_for("call.call_socket", slug=slug, call_id=call_id),
-        ice_servers=list(Services.current().settings.ice_servers),
+        ice=ice_servers(Services.current().settings, call.clinician_id),
         transfer_to=[{"slug": c.slug, "name": c.name} for c in others],
     )
 
@@ -111,7 +114,7 @@ def call_socket(ws: Socket, slug: str, call_id: str) -> None:
             if isinstance(refused, RoomFull):
                 refuse_entry(session, refused)
             return
-        join_call_channels(session, live, call_id, participant)
+        join_call_channels(session, live, call_id, participant, services.settings)
         # The clinic's waiting patients, kept live: "Add to call", and the patients in this
         # call with "Hold", "Resume" and "Transfer".
         session.subscribe(keys.clinic_events(clinic_id))
@@ -132,6 +135,8 @@ def call_socket(ws: Socket, slug: str, call_id: str) -> None:
                 relay_offer(session, live, call_id, participant, name, message)
             elif isinstance(message, MediaState):
                 calls.set_media(call_id, participant, message.audio, message.video)
+            elif isinstance(message, RefreshIceServers):
+                send_ice_servers(session, services.settings, participant)
             elif isinstance(message, EndCall):
                 end_call(services.ending, call_id, CloseReason.CLINICIAN_ENDED)
             elif isinstance(message, Hold):

@@ -3,11 +3,14 @@ a live media node, for patients at `/c/<clinic>/check` and for signed-in members
 
 from __future__ import annotations
 
+import secrets
+
 from flask import Blueprint, abort, render_template, url_for
 from flask_login import current_user, login_required
 
 from shared.accounts import clinic_by_slug
 from shared.models import Clinic
+from shared.turn import ice_servers
 from web import sock
 from web.check.precall import PreCallCheck
 from web.i18n import gettext as _
@@ -20,13 +23,16 @@ bp = Blueprint("check", __name__)
 
 
 def _page(clinic: Clinic | None, socket_url: str, back_url: str, back_label: str) -> str:
+    # A TURN credential of its own for each check (an opaque one-off id: a patient checking has
+    # no space yet), valid far longer than a check lasts.
+    servers = ice_servers(Services.current().settings, f"check-{secrets.token_hex(8)}").servers
     return render_template(
         "check/check.html",
         clinic=clinic,
         socket_url=socket_url,
         back_url=back_url,
         back_label=back_label,
-        ice_servers=list(Services.current().settings.ice_servers),
+        ice_servers=servers,
     )
 
 

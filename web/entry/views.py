@@ -40,10 +40,12 @@ from shared.protocol import (
     MediaState,
     Offer,
     ProtocolError,
+    RefreshIceServers,
     Transferred,
     decode,
 )
 from shared.spaces import IN_CALL, ON_HOLD, WAITING, PatientEntry, Space, Spaces
+from shared.turn import ice_servers
 from web import sock
 from web.entry.form import STANDARD, load_entry, questions_for, read_prefill
 from web.errors import form_page_on_expiry, message_for
@@ -52,7 +54,13 @@ from web.i18n import gettext as _
 from web.room_call import refuse_entry
 from web.safety import same_origin
 from web.services import Services
-from web.signalling import SocketSession, join_call_channels, leave_node, relay_offer
+from web.signalling import (
+    SocketSession,
+    join_call_channels,
+    leave_node,
+    relay_offer,
+    send_ice_servers,
+)
 from web.validation import json_body
 from web.websocket import Socket
 from workers.app import ARRIVAL_EMAILS
@@ -239,7 +247,7 @@ def space_page(slug: str) -> str | Response:
         clinic=clinic,
         space=space,
         socket_url=url_for("entry.space_socket", slug=slug),
-        ice_servers=list(Services.current().settings.ice_servers),
+        ice=ice_servers(Services.current().settings, space.participant_id),
     )
 
 
@@ -284,7 +292,7 @@ def space_socket(ws: Socket, slug: str) -> None:
         in_call[call_id] = presence.call(call_id, participant, lambda: None)
         if not all(media.values()):
             calls.set_media(call_id, participant, media["audio"], media["video"])
-        join_call_channels(session, live, call_id, participant)
+        join_call_channels(session, live, call_id, participant, services.settings)
 
     def leave_call() -> None:
         """On hold, or moving to another clinic: the patient's media stops at once."""
@@ -329,8 +337,11 @@ def space_socket(ws: Socket, slug: str) -> None:
         present = presence.space(space_id, gone=session.close_socket)
         while True:
             raw = session.receive()
-            message = session.decode(raw, Offer, Leave, Leaving, MediaState)
+            message = session.decode(raw, Offer, Leave, Leaving, MediaState, RefreshIceServers)
             if message is None:
+                continue
+            if isinstance(message, RefreshIceServers):
+                send_ice_servers(session, services.settings, participant)
                 continue
             if isinstance(message, MediaState):
                 media.update(audio=message.audio, video=message.video)

@@ -15,7 +15,7 @@ from shared.calls import Person
 from shared.errors import RoomFull, RoomLocked
 from shared.guest_sessions import MAX_SESSION_SECONDS, GuestSession
 from shared.models import GuestLink
-from shared.protocol import Ended, Leave, Lock, MediaState, Offer
+from shared.protocol import Ended, Leave, Lock, MediaState, Offer, RefreshIceServers
 from shared.rooms import (
     MAX_GUEST_NAME,
     LinkState,
@@ -26,6 +26,7 @@ from shared.rooms import (
     spend_link,
 )
 from shared.rooms import room_title as title_of
+from shared.turn import ice_servers
 from web import sock
 from web.i18n import gettext as _
 from web.room_call import RoomCall, refuse_entry
@@ -127,7 +128,7 @@ def guest_room(token: str) -> ResponseReturnValue:
         guest=guest,
         state=services.calls.state(guest.room_key),
         socket_url=url_for("guests.guest_socket", token=token),
-        ice_servers=list(services.settings.ice_servers),
+        ice=ice_servers(services.settings, guest.participant),
     )
 
 
@@ -173,9 +174,13 @@ def guest_socket(ws: Socket, token: str) -> None:
     audit.record_now(services.sessions, guest.clinic_id, Action.ROOM_ENTERED, guest.name, title)
     try:
         while True:
-            message = session.decode(session.receive(), Offer, MediaState, Lock, Leave)
+            message = session.decode(
+                session.receive(), Offer, MediaState, Lock, Leave, RefreshIceServers
+            )
             if isinstance(message, Offer):
                 call.offer(message)
+            elif isinstance(message, RefreshIceServers):
+                call.refresh_ice_servers()
             elif isinstance(message, MediaState):
                 call.media_state(message)
             elif isinstance(message, Lock):

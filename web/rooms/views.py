@@ -19,7 +19,7 @@ from shared.audit import Action
 from shared.calls import Person
 from shared.errors import RoomFull, RoomLocked
 from shared.models import GuestLink, Room
-from shared.protocol import Ended, Leave, Lock, MediaState, Offer
+from shared.protocol import Ended, Leave, Lock, MediaState, Offer, RefreshIceServers
 from shared.rooms import (
     MAX_GUEST_NAME,
     MAX_LINK_LIFETIME,
@@ -37,6 +37,7 @@ from shared.rooms import (
     room_title,
 )
 from shared.tokens import hash_token
+from shared.turn import ice_servers
 from web import sock
 from web.auth import sessions
 from web.auth.views import claim_member_socket, may_still_act
@@ -209,7 +210,7 @@ def room_page(slug: str, key: str) -> str:
         state=services.calls.state(room.key),
         socket_url=url_for("rooms.room_socket", slug=slug, key=key),
         links_url=url_for("rooms.guest_links", slug=slug, key=key),
-        ice_servers=list(services.settings.ice_servers),
+        ice=ice_servers(services.settings, f"u{current_user.id}"),
     )
 
 
@@ -238,7 +239,9 @@ def room_socket(ws: Socket, slug: str, key: str) -> None:
     _audit_socket(clinic_id, Action.ROOM_ENTERED, name, title, user_id)
     try:
         while True:
-            message = session.decode(session.receive(), Offer, MediaState, Lock, Leave)
+            message = session.decode(
+                session.receive(), Offer, MediaState, Lock, Leave, RefreshIceServers
+            )
             if message is None:
                 continue
             if not may_still_act(user_id, clinic_id, signed_in):
@@ -246,6 +249,8 @@ def room_socket(ws: Socket, slug: str, key: str) -> None:
                 break
             if isinstance(message, Offer):
                 call.offer(message)
+            elif isinstance(message, RefreshIceServers):
+                call.refresh_ice_servers()
             elif isinstance(message, MediaState):
                 call.media_state(message)
             elif isinstance(message, Lock) and call.lock(message.locked):

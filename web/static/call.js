@@ -212,6 +212,23 @@ const VC = (() => {
       this.mark("offer-sent");
     }
 
+    /* Fresh STUN/TURN servers: TURN credentials expire, and each new peer connection (after a
+       reconnection, or when the call moves to another node) allocates with the newest. The
+       connection prepared ahead has gathered nothing yet, so it takes them too; a connection
+       in use keeps its relay, which outlives the credential it was allocated with. */
+    setIceServers(servers) {
+      this.config.iceServers = servers;
+      if (!this.next) return;
+      try {
+        const { pc } = this.next;
+        pc.setConfiguration(Object.assign(pc.getConfiguration(), { iceServers: servers }));
+      } catch (error) {
+        this.next.pc.close();
+        this.next = null;
+        this.prepare();
+      }
+    }
+
     failed(socket, node, pc) {
       this.offered = null;
       this.failures += 1;
@@ -413,6 +430,7 @@ const VC = (() => {
 
     function finish(text) {
       finished = true;
+      clearTimeout(iceRefresh);
       call.stop();
       socket.close();
       document.querySelectorAll(".stage, .controls, [data-inside], [data-guest-links], [data-device-help]").forEach((el) => { el.hidden = true; });
@@ -567,6 +585,7 @@ const VC = (() => {
           showInCall();
           call.start(socket, message.node);
           break;
+        case "ice-servers": call.setIceServers(message.servers); keepIceFresh(message.ttl); break;
         case "answer": call.answer(message.sdp); break;
         case "slots": call.setSlots(message.slots); call.showSpeaker(call.speaker, strings.speaking); break;
         case "speaker": call.speaker = message.participant; call.showSpeaker(message.participant, strings.speaking); break;
@@ -599,6 +618,18 @@ const VC = (() => {
       }
     });
     window.vidclinicSocket = socket; // the page's other parts send through it too
+
+    // TURN credentials expire (after `ttl` seconds; 0: none here): ask for fresh ones halfway
+    // through, so a page open for hours still relays its next connection. Every socket that
+    // joins a call is sent fresh ones as well, before its `media-ready`.
+    let iceRefresh = null;
+    function keepIceFresh(ttl) {
+      clearTimeout(iceRefresh);
+      if (!(ttl > 0)) return;
+      const delay = Math.min(ttl * 500, 2 ** 31 - 1); // setTimeout's longest
+      iceRefresh = setTimeout(() => socket.send({ type: "refresh-ice-servers" }), delay);
+    }
+    keepIceFresh(config.iceTtl);
 
     // A waiting patient who closes the page on purpose leaves the waiting area at once (a
     // reload comes back within moments and keeps their place).
