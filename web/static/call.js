@@ -414,7 +414,7 @@ const VC = (() => {
       finished = true;
       call.stop();
       socket.close();
-      document.querySelectorAll(".stage, .controls, [data-inside], [data-guest-links], [data-device-help]").forEach((el) => { el.hidden = true; });
+      document.querySelectorAll(".stage, .controls, [data-inside], [data-guest-links], [data-device-help], [data-patients]").forEach((el) => { el.hidden = true; });
       status.textContent = text || config.endedText;
       document.querySelectorAll("[data-after-call]").forEach((el) => { el.hidden = false; });
     }

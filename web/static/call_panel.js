@@ -1,5 +1,5 @@
 /* The clinician's call page: the patients in this call ("Hold", "Resume", "Transfer") and the
-   clinic's waiting patients ("Add to call"), kept live from the call's socket. */
+   clinic's waiting patients ("Add", to the call), kept live from the call's socket. */
 "use strict";
 
 (() => {
