@@ -414,9 +414,18 @@ const VC = (() => {
       finished = true;
       call.stop();
       socket.close();
-      document.querySelectorAll(".stage, .controls, [data-inside], [data-guest-links], [data-device-help], [data-patients]").forEach((el) => { el.hidden = true; });
+      const parts = document.querySelectorAll(".stage, .controls, [data-inside], [data-guest-links], [data-device-help], [data-patients]");
+      const focused = document.activeElement;
+      const focusLost = !focused || focused === document.body || [...parts].some((el) => el.contains(focused));
+      parts.forEach((el) => { el.hidden = true; });
       status.textContent = text || config.endedText;
       document.querySelectorAll("[data-after-call]").forEach((el) => { el.hidden = false; });
+      // The focus was on a control that is now gone (End call, Leave): it goes to what
+      // happened, and the next Tab to where to go on, not back to the top of the page.
+      if (focusLost) {
+        status.tabIndex = -1;
+        status.focus();
+      }
     }
 
     // A waiting patient: their place and estimated wait when the clinic shows them, and what
