@@ -5,13 +5,16 @@ that axe-core finds."""
 from __future__ import annotations
 
 import re
+import time
+from dataclasses import replace
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, ViewportSize, expect
 
 from tests.support import axe
 from tests.support.accounts import ADMIN, CLINICIAN, OTHER_CLINICIAN
-from tests.support.pages import wait_for_video_playing
+from tests.support.outage import Outage
+from tests.support.pages import enter_as_patient, sign_in, wait_for_video_playing
 from tests.support.stack import Stack
 
 SIZES: dict[str, ViewportSize] = {
@@ -210,3 +213,80 @@ def test_every_page_has_no_serious_accessibility_violation_at_either_size(
             context.close()
     assert audit.checked >= 40
     assert audit.found == [], "\n".join(audit.found)
+
+
+#: Every sentence the call page puts into its live region, in order (the region holds only the
+#: latest one, and several may follow each other within moments).
+RECORD_ANNOUNCEMENTS = """() => {
+  window.vcAnnounced = [];
+  document.addEventListener("DOMContentLoaded", () => {
+    const region = document.querySelector("[data-call-announce]");
+    if (!region) return;
+    new MutationObserver(() => window.vcAnnounced.push(region.textContent))
+      .observe(region, { childList: true, characterData: true, subtree: true });
+  });
+}"""
+
+
+def _announced(page: Page) -> list[str]:
+    announced: list[str] = page.evaluate("() => window.vcAnnounced")
+    return announced
+
+
+def test_the_call_page_announces_who_joins_mutes_and_leaves_and_the_connection(
+    stack: Stack, browser: object
+) -> None:
+    """A screen reader user in a call hears, without moving from where they are, that a patient
+    joined, muted their microphone and left, and that the connection was lost and is back,
+    each once."""
+    clinician_context = _context(browser, stack, "en")
+    first_context, second_context = _context(browser, stack, "en"), _context(browser, stack, "en")
+    outage = Outage(stack.port)
+    try:
+        # The clinician's page reaches the server through a relay the test cuts.
+        relayed = replace(stack, port=outage.port)
+        first = first_context.new_page()
+        enter_as_patient(first, stack, "Petro", "Present", "+380 44 765 0011")
+        clinician = clinician_context.new_page()
+        clinician.add_init_script(script=f"({RECORD_ANNOUNCEMENTS})()")
+        sign_in(clinician, relayed, CLINICIAN.email, CLINICIAN.password)
+        clinician.get_by_role("list", name="Waiting patients").get_by_role("listitem").filter(
+            has_text="Petro Present"
+        ).get_by_role("button", name="Join").click()
+        expect(clinician.get_by_role("status")).to_have_text("You are in a consultation.")
+        wait_for_video_playing(clinician, "video[data-participant]")
+        region = clinician.locator("[data-call-announce]")
+        expect(region).to_have_attribute("aria-live", "polite")
+        assert _announced(clinician) == []
+
+        second = second_context.new_page()
+        enter_as_patient(second, stack, "Bohdana", "Added", "+380 44 765 0012")
+        clinician.get_by_role("button", name="Add Bohdana Added to the call").click()
+        expect(region).to_have_text("Bohdana Added joined the call.")
+        expect(second.get_by_role("status")).to_have_text("You are in a consultation.")
+        second.get_by_role("button", name="Mute").click()
+        expect(region).to_have_text("Bohdana Added muted their microphone.")
+        second.get_by_role("button", name="Leave").click()
+        second.get_by_role("dialog").get_by_role("button", name="Yes, leave").click()
+        expect(region).to_have_text("Bohdana Added left the call.")
+
+        outage.cut()
+        expect(region).to_have_text("The connection was lost. Reconnecting…")
+        # The page retries meanwhile; each failed try is not announced again.
+        time.sleep(2)
+        outage.restore()
+        expect(region).to_have_text("Connected again.", timeout=15_000)
+        expect(clinician.get_by_role("status")).to_have_text("You are in a consultation.")
+        assert _announced(clinician) == [
+            "Bohdana Added joined the call.",
+            "Bohdana Added muted their microphone.",
+            "Bohdana Added left the call.",
+            "The connection was lost. Reconnecting…",
+            "Connected again.",
+        ]
+        clinician.get_by_role("button", name="End call").click()
+        expect(first.get_by_role("status")).to_have_text("Your consultation has ended.")
+    finally:
+        for context in (clinician_context, first_context, second_context):
+            context.close()
+        outage.close()

@@ -522,6 +522,7 @@ const VC = (() => {
     setInterval(() => { call.showSpeaker(strings.speaking).catch(() => {}); }, 500);
 
     const endedTexts = config.endedTexts || {};
+    let connected = false; // the socket is open now
     const socket = openSocket(config.socket, (message) => {
       if (finished) return;
       switch (message.type) {
@@ -584,10 +585,14 @@ const VC = (() => {
         call.mark("socket-open");
         tellMediaState();
         if (generation > 1) announce(strings.connectionBack);
+        connected = true;
       }
       if (state === "lost" && !finished) {
         status.textContent = strings.lostConnection;
-        announce(strings.lostConnection);
+        // Once per outage: every failed retry closes a socket too, and a screen reader would
+        // repeat the sentence each time.
+        if (connected) announce(strings.lostConnection);
+        connected = false;
       }
     });
     window.vidclinicSocket = socket; // the page's other parts send through it too
