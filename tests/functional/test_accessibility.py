@@ -123,6 +123,17 @@ def test_every_page_has_no_serious_accessibility_violation_at_either_size(
         expect(card.locator("[data-join]")).to_be_enabled()
         card.locator("summary").click()
         audit.check(clinician, "waiting-area dashboard")
+        clinician.locator("[data-open=patient-link]").click()
+        expect(clinician.locator("[data-dialog=patient-link]")).to_be_visible()
+        audit.check(clinician, "patient link dialog")
+        clinician.locator("[data-dialog=patient-link] [data-close]").click()
+        card.locator("[data-message]").click()
+        expect(clinician.locator("[data-dialog=message]")).to_be_visible()
+        audit.check(clinician, "message dialog")
+        clinician.locator("#message-text").fill("Ready in a minute.")
+        clinician.locator("[data-message-form] button[type=submit]").click()
+        expect(patient.locator("[data-messages] p")).to_have_text("Ready in a minute.")
+        audit.check(patient, "waiting space with a message")
 
         # A second patient waits meanwhile: the call page lists them to add or transfer.
         second = page()
@@ -188,6 +199,12 @@ def test_every_page_has_no_serious_accessibility_violation_at_either_size(
         wait_for_video_playing(guest, "video[data-participant]")
         audit.check(guest, "guest room")
         audit.check(admin, "meeting room with a guest")
+        # The link revoked: the guest's page says so, and the link's page too.
+        admin.locator("[data-link-list] button").first.click()
+        expect(guest.locator("[data-controls]")).to_be_hidden()
+        audit.check(guest, "guest room, link revoked")
+        assert guest.goto(guest_url).status == 410  # type: ignore[union-attr]
+        audit.check(guest, "revoked guest link page")
 
         for path, what in (
             ("/clinics/demo/team", "team page"),
@@ -200,6 +217,14 @@ def test_every_page_has_no_serious_accessibility_violation_at_either_size(
 
         # Error pages: a mistyped address, a form's address opened by a link, another clinic's.
         stranger = page()
+        stranger.goto(f"{stack.url}/")
+        audit.check(stranger, "start page")
+        for path, what in (
+            ("/reset-password/no-such-token", "unknown password link page"),
+            ("/invitations/no-such-token", "unknown invitation page"),
+        ):
+            stranger.goto(f"{stack.url}{path}")
+            audit.check(stranger, what)
         assert stranger.goto(f"{stack.url}/no-such-page").status == 404  # type: ignore[union-attr]
         audit.check(stranger, "404 page")
         assert stranger.goto(f"{stack.url}/c/demo/enter").status == 405  # type: ignore[union-attr]
@@ -211,7 +236,7 @@ def test_every_page_has_no_serious_accessibility_violation_at_either_size(
     finally:
         for context in contexts:
             context.close()
-    assert audit.checked >= 40
+    assert audit.checked == 70  # 35 pages and states, at two sizes each
     assert audit.found == [], "\n".join(audit.found)
 
 
