@@ -223,3 +223,36 @@ def test_staff_pages_name_every_control_and_fit_a_phone(stack: Stack, browser: o
         _check_page(page)
     finally:
         context.close()
+
+
+def test_a_card_keeps_the_focus_when_the_waiting_list_is_sorted_again(
+    stack: Stack, browser: object
+) -> None:
+    """Sorting by name moves the cards into place, the focused one too, and its Join keeps the
+    focus (moving an element takes the focus off it)."""
+    clinician_context = new_context(browser)
+    patient_contexts = [new_context(browser), new_context(browser)]
+    try:
+        for context, (first, last) in zip(
+            patient_contexts, (("Yuliia", "Sortova"), ("Andrii", "Sortov")), strict=True
+        ):
+            enter_as_patient(context.new_page(), stack, first, last, "+380 44 765 4325")
+        page = clinician_context.new_page()
+        sign_in(page, stack, CLINICIAN.email, CLINICIAN.password)
+        names = page.get_by_role("list", name="Waiting patients").locator("[data-name]")
+        expect(_card(page, "Andrii Sortov")).to_be_visible()
+
+        def sorted_ones() -> list[str]:
+            return [name for name in names.all_inner_texts() if "Sortov" in name]
+
+        assert sorted_ones() == ["Yuliia Sortova", "Andrii Sortov"]
+        join = page.get_by_role("button", name="Join Andrii Sortov")
+        join.focus()
+        page.get_by_label("Sort by").select_option("name")
+        assert sorted_ones() == ["Andrii Sortov", "Yuliia Sortova"]
+        expect(join).to_be_focused()
+        page.get_by_label("Sort by").select_option("arrival")
+        assert sorted_ones() == ["Yuliia Sortova", "Andrii Sortov"]
+    finally:
+        for context in (clinician_context, *patient_contexts):
+            context.close()
