@@ -109,7 +109,7 @@ def world(stack: Stack) -> Iterator[World]:
     owner_id = re.search(
         r'/team/(\d+)/user-room"[^>]*>\s*<input[^>]*>\s*<button[^>]*Give Dr Olena', team
     )
-    assert owner_id, "no Give user room for the clinician"
+    assert owner_id, "no Give (user room) for the clinician"
     token = csrf_token(admin, f"{stack.url}/clinics/demo/team")
     admin.post(
         f"{stack.url}/clinics/demo/team/{owner_id.group(1)}/user-room",

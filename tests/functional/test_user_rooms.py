@@ -18,7 +18,7 @@ OWN_ROOM = f"{ROOM_OWNER.name} (your room)"
 
 
 def _give_room(stack: Stack) -> None:
-    """The admin presses "Give user room" for ROOM_OWNER (a second time changes nothing)."""
+    """The admin presses "Give" (user room) for ROOM_OWNER (a second time changes nothing)."""
     admin = signed_in(stack, ADMIN.email, ADMIN.password)
     with session_for(stack.database_url) as session:
         owner_id = session.query(User).filter_by(email=ROOM_OWNER.email).one().id

@@ -136,4 +136,63 @@ def wait_for_audio_from(page: Page, names: list[str], timeout: float = 20.0) -> 
     raise AssertionError(f"audio packets by participant: {packets}, wanted from {names}")
 
 
+# Where the focus is and how it is shown: the focused element's outline, the page's background
+# behind it, and whether the element is on screen.
+FOCUS = """() => {
+  const el = document.activeElement;
+  if (!el || el === document.body) return null;
+  const style = getComputedStyle(el);
+  const box = el.getBoundingClientRect();
+  return {
+    element: el.outerHTML.slice(0, 100),
+    focusVisible: el.matches(":focus-visible"),
+    outlineStyle: style.outlineStyle,
+    outlineWidth: parseFloat(style.outlineWidth),
+    outlineColor: style.outlineColor,
+    background: getComputedStyle(document.documentElement).backgroundColor,
+    onScreen: box.width > 0 && box.height > 0 && box.top >= 0 && box.left >= 0
+      && box.bottom <= innerHeight && box.right <= innerWidth,
+  };
+}"""
+
+
+def _luminance(rgb: str) -> float:
+    red, green, blue = (int(part) / 255 for part in rgb[rgb.index("(") + 1 : -1].split(",")[:3])
+    linear = [
+        c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (red, green, blue)
+    ]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(first: str, second: str) -> float:
+    """WCAG contrast ratio of two CSS rgb() colours."""
+    light, dark = sorted((_luminance(first), _luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def assert_focus_shown(page: Page) -> None:
+    """Something has the focus, on screen, with an outline a sighted keyboard user can see
+    (at least 2 px, 3:1 against the page: WCAG 2.4.7 and 1.4.11)."""
+    focus = page.evaluate(FOCUS)
+    assert focus is not None, "nothing has the focus"
+    assert focus["focusVisible"] and focus["outlineStyle"] != "none", focus
+    assert focus["outlineWidth"] >= 2, focus
+    assert contrast(focus["outlineColor"], focus["background"]) >= 3, focus
+    assert focus["onScreen"], focus
+
+
+def tab_to(page: Page, target: Locator, backwards: bool = False, limit: int = 40) -> None:
+    """Press Tab (Shift+Tab backwards) until `target` has the focus, as a keyboard user moves
+    through a page; every element on the way must show its focus."""
+    key = "Shift+Tab" if backwards else "Tab"
+    passed = []
+    for _ in range(limit):
+        page.keyboard.press(key)
+        assert_focus_shown(page)
+        if target.evaluate("(el) => el === document.activeElement"):
+            return
+        passed.append(page.evaluate("() => document.activeElement.outerHTML.slice(0, 80)"))
+    raise AssertionError(f"{limit} presses of {key} never reached {target}: passed {passed}")
+
+
 __all__ = ["expect"]

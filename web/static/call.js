@@ -433,9 +433,18 @@ const VC = (() => {
       clearTimeout(iceRefresh);
       call.stop();
       socket.close();
-      document.querySelectorAll(".stage, .controls, [data-inside], [data-guest-links], [data-device-help]").forEach((el) => { el.hidden = true; });
+      const parts = document.querySelectorAll(".stage, .controls, [data-inside], [data-guest-links], [data-device-help], [data-patients]");
+      const focused = document.activeElement;
+      const focusLost = !focused || focused === document.body || [...parts].some((el) => el.contains(focused));
+      parts.forEach((el) => { el.hidden = true; });
       status.textContent = text || config.endedText;
       document.querySelectorAll("[data-after-call]").forEach((el) => { el.hidden = false; });
+      // The focus was on a control that is now gone (End call, Leave): it goes to what
+      // happened, and the next Tab to where to go on, not back to the top of the page.
+      if (focusLost) {
+        status.tabIndex = -1;
+        status.focus();
+      }
     }
 
     // A waiting patient: their place and estimated wait when the clinic shows them, and what
@@ -531,6 +540,7 @@ const VC = (() => {
     }
 
     const endedTexts = config.endedTexts || {};
+    let connected = false; // the socket is open now
     const socket = openSocket(config.socket, (message) => {
       if (finished) return;
       switch (message.type) {
@@ -611,10 +621,14 @@ const VC = (() => {
         call.mark("socket-open");
         tellMediaState();
         if (generation > 1) announce(strings.connectionBack);
+        connected = true;
       }
       if (state === "lost" && !finished) {
         status.textContent = strings.lostConnection;
-        announce(strings.lostConnection);
+        // Once per outage: every failed retry closes a socket too, and a screen reader would
+        // repeat the sentence each time.
+        if (connected) announce(strings.lostConnection);
+        connected = false;
       }
     });
     window.vidclinicSocket = socket; // the page's other parts send through it too

@@ -133,10 +133,15 @@
     entries.sort(sort.value === "name"
       ? (a, b) => a.space.name.localeCompare(b.space.name)
       : (a, b) => a.space.entered_at - b.space.entered_at);
-    entries.forEach(({ item, space }) => {
+    // A card moves only when out of place, and a moved card keeps the focus inside it: moving
+    // an element takes the focus off it, and a keyboard user on "Join" would be sent back to
+    // the top of the page whenever a patient arrived.
+    const focused = list.contains(document.activeElement) ? document.activeElement : null;
+    entries.forEach(({ item, space }, index) => {
       item.hidden = Boolean(term) && !space.name.toLocaleLowerCase().includes(term);
-      list.append(item);
+      if (list.children[index] !== item) list.insertBefore(item, list.children[index] || null);
     });
+    if (focused && focused.isConnected && document.activeElement !== focused) focused.focus();
     const waiting = entries.filter((e) => e.space.status === "waiting").length;
     count.textContent = fill(strings.count, { count: waiting });
     empty.hidden = cards.size > 0;
