@@ -211,6 +211,7 @@ def test_every_page_has_no_serious_accessibility_violation_at_either_size(
             ("/clinics/demo/settings", "settings page"),
             ("/clinics/demo/audit", "audit log"),
             ("/account", "account page"),
+            ("/check", "staff pre-call check"),
         ):
             admin.goto(f"{stack.url}{path}")
             audit.check(admin, what)
@@ -219,6 +220,11 @@ def test_every_page_has_no_serious_accessibility_violation_at_either_size(
         stranger = page()
         stranger.goto(f"{stack.url}/")
         audit.check(stranger, "start page")
+        stranger.goto(f"{stack.url}/c/demo/check")
+        expect(stranger.locator("[data-check='connection']")).not_to_have_attribute(
+            "data-state", "pending", timeout=30_000
+        )
+        audit.check(stranger, "pre-call check, finished")
         for path, what in (
             ("/reset-password/no-such-token", "unknown password link page"),
             ("/invitations/no-such-token", "unknown invitation page"),
@@ -236,7 +242,7 @@ def test_every_page_has_no_serious_accessibility_violation_at_either_size(
     finally:
         for context in contexts:
             context.close()
-    assert audit.checked == 70  # 35 pages and states, at two sizes each
+    assert audit.checked == 74  # 37 pages and states, at two sizes each
     assert audit.found == [], "\n".join(audit.found)
 
 
