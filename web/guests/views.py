@@ -15,7 +15,7 @@ from shared.calls import Person
 from shared.errors import RoomFull, RoomLocked
 from shared.guest_sessions import MAX_SESSION_SECONDS, GuestSession
 from shared.models import GuestLink
-from shared.protocol import Ended, Leave, Lock, MediaState, Offer
+from shared.protocol import Adopt, Ended, Leave, Lock, MediaState, Offer
 from shared.rooms import (
     MAX_GUEST_NAME,
     LinkState,
@@ -172,9 +172,11 @@ def guest_socket(ws: object, token: str) -> None:
     audit.record_now(services.sessions, guest.clinic_id, Action.ROOM_ENTERED, guest.name, title)
     try:
         while True:
-            message = session.decode(session.receive(), Offer, MediaState, Lock, Leave)
+            message = session.decode(session.receive(), Offer, Adopt, MediaState, Lock, Leave)
             if isinstance(message, Offer):
                 call.offer(message)
+            elif isinstance(message, Adopt):
+                call.adopt(message)
             elif isinstance(message, MediaState):
                 call.media_state(message)
             elif isinstance(message, Lock):

@@ -19,7 +19,7 @@ from shared.audit import Action
 from shared.calls import Person
 from shared.errors import RoomFull, RoomLocked
 from shared.models import GuestLink, Room
-from shared.protocol import Ended, Leave, Lock, MediaState, Offer
+from shared.protocol import Adopt, Ended, Leave, Lock, MediaState, Offer
 from shared.rooms import (
     MAX_GUEST_NAME,
     MAX_LINK_LIFETIME,
@@ -237,7 +237,7 @@ def room_socket(ws: object, slug: str, key: str) -> None:
     _audit_socket(clinic_id, Action.ROOM_ENTERED, name, title, user_id)
     try:
         while True:
-            message = session.decode(session.receive(), Offer, MediaState, Lock, Leave)
+            message = session.decode(session.receive(), Offer, Adopt, MediaState, Lock, Leave)
             if message is None:
                 continue
             if not may_still_act(user_id, clinic_id, signed_in):
@@ -245,6 +245,8 @@ def room_socket(ws: object, slug: str, key: str) -> None:
                 break
             if isinstance(message, Offer):
                 call.offer(message)
+            elif isinstance(message, Adopt):
+                call.adopt(message)
             elif isinstance(message, MediaState):
                 call.media_state(message)
             elif isinstance(message, Lock) and call.lock(message.locked):
