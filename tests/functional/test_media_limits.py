@@ -203,7 +203,7 @@ def test_the_node_checks_at_most_twenty_candidates_and_none_in_denied_networks(
     env = {**stack.env, "VIDCLINIC_MEDIA_NODE_ID": node_id, "VIDCLINIC_MEDIA_HEARTBEAT": "1"}
     if node_env == "default":
         del env["VIDCLINIC_MEDIA_DENIED_CANDIDATES"]
-    process = stack.start(node_id, "media", env=env)
+    process = stack.start(node_id, "media", "--processes", "1", env=env)
     client = stack.redis()
     try:
         wait_until(lambda: client.exists(keys.media_node(node_id)), 30, node_id, process)
