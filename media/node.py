@@ -17,6 +17,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 
 import redis
 import redis.asyncio as aioredis
@@ -31,11 +32,13 @@ from media.tap import check_internals
 from shared import keys
 from shared.config import Settings
 from shared.errors import RoomFull
+from shared.live import Heartbeat, LiveState
 from shared.logs import REQUEST_ID
 from shared.protocol import (
     Answer,
     Bitrate,
     Error,
+    NodeAdopt,
     NodeCloseRoom,
     NodeLeave,
     NodeOffer,
@@ -47,7 +50,7 @@ from shared.protocol import (
 
 log = logging.getLogger(__name__)
 
-NodeCommand = NodeOffer | NodeLeave | NodeCloseRoom
+NodeCommand = NodeOffer | NodeLeave | NodeAdopt | NodeCloseRoom
 
 #: Commands the node works on at once; the rest wait in its inbox (which the web bounds).
 MAX_CONCURRENT_COMMANDS = 16
@@ -58,22 +61,33 @@ CONNECT_TIMEOUT = 30.0
 MAX_LOOP_STALL = 20.0
 #: Seconds between the loop's ticks (its liveness, and the figures the heartbeat reports).
 TICK = 0.5
+#: Seconds a Redis command may take before it counts as failed: a host cut off from the network
+#: must not hang its heartbeat (or its inbox) on a connection that no longer answers.
+REDIS_TIMEOUT = 5.0
 
 
 class Registration(threading.Thread):
     """Keeps the node's registry entry alive from a thread of its own.
 
     On the event loop, the heartbeat stopped whenever the loop was held up: a single expensive
-    offer once cost the node its registration, beat deleted its inbox, and a bystander call's
-    re-offer was never answered. This thread renews the entry on time whatever the loop does,
-    as long as the loop still ticks now and then (MAX_LOOP_STALL).
+    offer once cost the node its registration, and its calls would now move away. This thread
+    renews the entry on time whatever the loop does, as long as the loop still ticks now and
+    then (MAX_LOOP_STALL). Each beat reports what the node carries (participants, forwarded
+    tracks, packets per second, the share of a core its process used since the last beat),
+    and brings back whether the node is draining and which of its calls moved elsewhere.
     """
 
-    def __init__(self, node: MediaNode, client: redis.Redis) -> None:
+    def __init__(self, node: MediaNode, live: LiveState, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(name="media-registration", daemon=True)
         self._node = node
-        self._client = client
+        self._live = live
+        self._loop = loop
         self._stopping = threading.Event()
+        self._last = (
+            time.monotonic(),
+            time.process_time(),
+            instrumentation.USAGE.packets_forwarded,
+        )
 
     def run(self) -> None:
         while not self._stopping.wait(self._node.settings.media_heartbeat):
@@ -81,36 +95,49 @@ class Registration(threading.Thread):
                 log.error("event loop stalled: registration not renewed")
                 continue
             try:
-                self.beat()
+                heard = self.beat()
             except redis.RedisError as exc:
-                # Redis restarting: keep hosting calls, register again when it is back.
+                # Redis restarting, or this host cut off: keep hosting calls; the next beat
+                # that gets through registers again, and learns which calls moved meanwhile.
                 log.warning("heartbeat failed: %s", exc)
+                continue
+            if not self._stopping.is_set():
+                self._loop.call_soon_threadsafe(self._node.heard, heard)
 
-    def beat(self) -> None:
+    def _usage(self) -> dict[str, float]:
+        """CPU (a share of one core) and packets forwarded per second since the last beat."""
+        now, cpu = time.monotonic(), time.process_time()
+        packets = instrumentation.USAGE.packets_forwarded
+        then, cpu_then, packets_then = self._last
+        self._last = (now, cpu, packets)
+        elapsed = max(now - then, 1e-3)
+        return {
+            "cpu": round((cpu - cpu_then) / elapsed, 3),
+            "pps": round((packets - packets_then) / elapsed, 1),
+        }
+
+    def beat(self) -> Heartbeat:
         node = self._node
-        ttl = node.settings.media_heartbeat * keys.NODE_TTL_HEARTBEATS
+        settings = node.settings
         fields: dict[str, str | int | float] = {
             "id": node.id,
-            "address": ",".join(node.settings.media_addresses) or socket.gethostname(),
-            "capacity": node.settings.media_capacity,
+            "address": ",".join(settings.media_addresses) or socket.gethostname(),
+            "capacity": settings.media_capacity,
+            "track_capacity": settings.media_track_capacity,
             "started_at": node.started_at,
             "heartbeat_at": time.time(),
+            "draining": int(node.draining),
+            **self._usage(),
             **node.status,
         }
-        with self._client.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.media_node(node.id), mapping=fields)
-            pipe.expire(keys.media_node(node.id), ttl)
-            pipe.zadd(keys.MEDIA_NODES, {node.id: int(fields["load"])})
-            pipe.expire(keys.MEDIA_NODES, keys.CALL_TTL)
-            pipe.execute()
+        ttl = settings.media_heartbeat * keys.NODE_TTL_HEARTBEATS
+        return self._live.beat(node.id, ttl, fields, list(node.hosted))
 
-    def leave(self) -> None:
-        """Stop renewing and take the node out of the registry."""
+    def stop(self) -> None:
+        """Stop renewing the entry (it is left to expire, or to `LiveState.leave_registry`)."""
         self._stopping.set()
-        self.join(timeout=5)
-        with contextlib.suppress(redis.RedisError):
-            self._client.delete(keys.media_node(self._node.id))
-            self._client.zrem(keys.MEDIA_NODES, self._node.id)
+        if self.is_alive():
+            self.join(timeout=5)
 
 
 class MediaNode:
@@ -126,6 +153,12 @@ class MediaNode:
         self.ticked_at = time.monotonic()
         #: The figures the registration reports; replaced whole on every tick (thread-safe).
         self.status: dict[str, int] = self._status()
+        #: The calls this node hosts a room for, as of the last tick (for the registration).
+        self.hosted: tuple[str, ...] = ()
+        #: Set by `vidclinic media drain`: no new calls; the node stops once its calls end.
+        self.draining = False
+        self._stop = asyncio.Event()
+        self._beats = 0
         self._denied = denied_networks(settings.media_denied_candidates)
         self._budgets = OfferBudgets()
         self._room_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -138,23 +171,47 @@ class MediaNode:
         return sum(len(room.participants) for room in self.rooms.values())
 
     def _status(self) -> dict[str, int]:
+        tracks = sum(
+            len(publication.subscribers)
+            for room in self.rooms.values()
+            for participant in room.participants.values()
+            for publication in participant.publications.values()
+        )
         counters = instrumentation.COUNTERS
         return {
             "load": self.load,
             "rooms": len(self.rooms),
+            "tracks": tracks,
             **instrumentation.USAGE.as_fields(),
             "nacks_sent": counters.nacks_sent,
             "retransmissions": counters.retransmissions,
         }
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve until `stop` is set, then close every room and leave the registry."""
+        """Serve until `stop` is set (or, draining, until no call is left), then hand the calls
+        still here to other nodes, close every room and leave the registry."""
+        self._stop = stop
         check_internals()
         instrumentation.install()
         use_host_addresses(self.settings.media_addresses)
-        client = redis.Redis.from_url(self.settings.redis_url, decode_responses=True)
-        registration = Registration(self, client)
-        registration.beat()
+        client = redis.Redis.from_url(
+            self.settings.redis_url,
+            decode_responses=True,
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+        )
+        live = LiveState(client)
+        # An earlier process under this id (killed, restarted at once) left calls whose peer
+        # connections died with it: they move now rather than wait for its entry to expire.
+        handed = live.fail_over(self.id, forced=True)
+        if handed.placed or handed.unplaced:
+            log.warning(
+                "calls of this node's last run handed over: %d moved, %d waiting for a node",
+                len(handed.placed),
+                len(handed.unplaced),
+            )
+        registration = Registration(self, live, asyncio.get_running_loop())
+        self.heard(registration.beat())
         registration.start()
         log.info("media node %s registered (capacity %d)", self.id, self.settings.media_capacity)
         if self.settings.media_metrics_port:
@@ -164,16 +221,46 @@ class MediaNode:
             await self._serve_inbox(stop)
         finally:
             ticking.cancel()
+            registration.stop()
+            # Out of the registry first (no call is placed here any more), then every call
+            # still here moves to another node and its browsers offer there at once: a node
+            # stopped on purpose never leaves a call frozen.
+            with contextlib.suppress(redis.RedisError):
+                live.leave_registry(self.id)
+                handed = live.fail_over(self.id, forced=True)
+                log.info(
+                    "calls handed over: %d moved, %d waiting for a node",
+                    len(handed.placed),
+                    len(handed.unplaced),
+                )
             for call_id in list(self.rooms):
                 await self._close_room(call_id)
-            registration.leave()
             client.close()
             log.info("media node %s stopped", self.id)
+
+    def heard(self, beat: Heartbeat) -> None:
+        """What the last heartbeat brought back (on the event loop)."""
+        if not beat.lived and self._beats:
+            log.warning("registered again after a gap: calls moved meanwhile are let go")
+        self._beats += 1
+        for call_id in beat.moved:
+            if call_id in self.rooms:
+                # The call lives on another node now (this one was cut off, or taken for
+                # dead): its browsers have left these connections for new ones.
+                log.warning("call %s moved to another node: room closed here", call_id)
+                self._spawn(NodeCloseRoom(call=call_id), counted=False)
+        if beat.draining and not self.draining:
+            log.info("draining: no new calls; stopping once the %d here end", beat.calls)
+        self.draining = beat.draining
+        if self.draining and not beat.calls and not self.rooms:
+            log.info("drained: no call left")
+            self._stop.set()
 
     async def _tick_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.ticked_at = time.monotonic()
             self.status = self._status()
+            self.hosted = tuple(self.rooms)
             self._budgets.forget_idle()
             await self._announce_speakers()
             await asyncio.sleep(TICK)
@@ -185,14 +272,14 @@ class MediaNode:
             if speaker != room.speaker:
                 room.speaker = speaker
                 with contextlib.suppress(aioredis.RedisError):
-                    message = Speaker(participant=speaker).encode()
+                    message = Speaker(participant=speaker, node=self.id).encode()
                     await self.redis.publish(keys.call_events(room.call_id), message)
 
     def _advise(self, channel: str) -> Callable[[int], None]:
         """Tells a publisher's browser what to cap its video at (the weakest subscriber)."""
 
         def advise(bitrate: int) -> None:
-            message = Bitrate(video=bitrate).encode()
+            message = Bitrate(video=bitrate, node=self.id).encode()
             task = asyncio.ensure_future(self.redis.publish(channel, message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -220,11 +307,11 @@ class MediaNode:
     @staticmethod
     def _command(raw: str) -> NodeCommand | None:
         try:
-            command = decode(raw, NodeOffer, NodeLeave, NodeCloseRoom)
+            command = decode(raw, NodeOffer, NodeLeave, NodeAdopt, NodeCloseRoom)
         except ProtocolError as exc:
             log.warning("dropped a malformed command: %s", exc)
             return None
-        assert isinstance(command, NodeOffer | NodeLeave | NodeCloseRoom)
+        assert isinstance(command, NodeOffer | NodeLeave | NodeAdopt | NodeCloseRoom)
         return command
 
     def _spawn(self, command: NodeCommand, *, counted: bool = True) -> None:
@@ -246,8 +333,12 @@ class MediaNode:
                 try:
                     if isinstance(command, NodeOffer):
                         await self._join(command)
+                    elif isinstance(command, NodeLeave) and command.grace:
+                        self._leave_later(command)
                     elif isinstance(command, NodeLeave):
                         await self._leave(call_id, command.participant, command.connection)
+                    elif isinstance(command, NodeAdopt):
+                        await self._adopt(command)
                     elif isinstance(command, NodeCloseRoom):
                         await self._close_room(call_id)
                 except Exception:
@@ -263,6 +354,12 @@ class MediaNode:
 
     async def _join(self, offer: NodeOffer) -> None:
         channel = keys.participant_signal(offer.call, offer.participant)
+        kind, node_id = await self.redis.hmget(keys.call(offer.call), ["kind", "node_id"])
+        if kind is not None and node_id != self.id:
+            # Queued before the call moved to another node (this one was cut off, or stopped):
+            # the browser has offered there since, and an answer from here would only confuse it.
+            log.info("call %s: dropped an offer for a call now on %s", offer.call, node_id)
+            return
         if not self._budgets.spend(offer.call, offer.participant):
             # Each offer costs the node a peer connection: one participant sending them in a
             # loop must not take the CPU other calls need.
@@ -295,19 +392,45 @@ class MediaNode:
         participant.advise_bitrate = self._advise(channel)
         room = self.rooms.setdefault(offer.call, Room(offer.call))
         room.add(participant)
-        await self.redis.publish(channel, Answer(sdp=answer).encode())
+        await self.redis.publish(channel, Answer(sdp=answer, node=self.id).encode())
         await self._announce_slots(room)
         asyncio.get_running_loop().call_later(
             CONNECT_TIMEOUT, self._drop_if_unconnected, offer.call, participant
         )
         log.info("call %s: participant joined (%d in room)", offer.call, len(room.participants))
 
+    def _leave_later(self, leave: NodeLeave) -> None:
+        """A socket closed: its participant goes after the grace unless their page came back
+        meanwhile and adopted the connection (or offered a new one) from another socket."""
+        now = replace(leave, grace=0.0)
+        asyncio.get_running_loop().call_later(leave.grace, lambda: self._spawn(now, counted=False))
+
+    async def _adopt(self, adopt: NodeAdopt) -> None:
+        """A participant's page reconnected through a new socket and kept its peer connection:
+        that socket owns the connection from now on (a later leave of the old one does
+        nothing), and the page hears the current slots, which it may have missed meanwhile."""
+        channel = keys.participant_signal(adopt.call, adopt.participant)
+        room = self.rooms.get(adopt.call)
+        current = room.participants.get(adopt.participant) if room is not None else None
+        if (
+            room is None
+            or current is None
+            or current.ufrag != adopt.ufrag
+            or current.pc.connectionState in ("failed", "closed")
+        ):
+            await self._refuse(channel, "not-adopted", "no such connection here; offer again")
+            return
+        current.connection = adopt.connection
+        slots = Slots(slots=room.slot_map(current), node=self.id)
+        await self.redis.publish(channel, slots.encode())
+        log.info("call %s: a participant's connection kept across a new socket", adopt.call)
+
     async def _refuse(self, channel: str, code: str, reason: str) -> None:
         await self.redis.publish(channel, Error(code=code, message=reason).encode())
 
     def _drop_if_unconnected(self, call_id: str, participant: Participant) -> None:
         """A browser that never completes ICE and DTLS must not hold a slot in the room."""
-        if participant.pc.connectionState != "connected":
+        if participant.pc.connectionState not in ("connected", "closed"):
             log.info("call %s: a participant never connected", call_id)
             self._on_gone(call_id)(participant)
 
@@ -354,7 +477,7 @@ class MediaNode:
         for participant in room.participants.values():
             await self.redis.publish(
                 keys.participant_signal(room.call_id, participant.id),
-                Slots(slots=room.slot_map(participant)).encode(),
+                Slots(slots=room.slot_map(participant), node=self.id).encode(),
             )
 
 
@@ -366,7 +489,12 @@ def run(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        client = aioredis.Redis.from_url(
+            settings.redis_url,
+            decode_responses=True,
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+        )
         try:
             await MediaNode(settings, client).run(stop)
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ from media.tap import PacketSender, packet_counts, tap_receiver
 from shared.protocol import SLOT_COUNT
 
 log = logging.getLogger(__name__)
+
+_UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
 
 #: Keyframe requests on their way out (held so they are not garbage-collected mid-send).
 _pending: set[asyncio.Future[None]] = set()
@@ -50,9 +53,13 @@ class Participant:
 
     id: str
     name: str
-    #: The signalling socket this connection was offered through.
+    #: The signalling socket that owns this connection: the one it was offered through, or
+    #: the one that adopted it after the page's socket reconnected.
     connection: str
     pc: RTCPeerConnection
+    #: The browser's ICE username fragment for this connection (from its offer): a page asking
+    #: to keep its connection across a new socket names it.
+    ufrag: str = ""
     publications: dict[str, Publication] = field(default_factory=dict)
     slots: list[Slot] = field(default_factory=list)
     #: Tells this participant's browser to cap its video at a bitrate (bits per second).
@@ -81,7 +88,9 @@ class Participant:
         pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
-        participant = cls(id=participant_id, name=name, connection=connection, pc=pc)
+        participant = cls(
+            id=participant_id, name=name, connection=connection, pc=pc, ufrag=ice_ufrag(offer.sdp)
+        )
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
             transceivers = pc.getTransceivers()
@@ -152,6 +161,12 @@ class Participant:
             publication.close()
         COUNTERS.retire(*packet_counts(self.pc))
         await self.pc.close()
+
+
+def ice_ufrag(sdp: str) -> str:
+    """The first `a=ice-ufrag` of an SDP ("" if none)."""
+    match = _UFRAG.search(sdp)
+    return match.group(1) if match else ""
 
 
 def _send_pli(receiver: RTCRtpReceiver, media_ssrc: int | None) -> bool:

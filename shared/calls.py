@@ -95,12 +95,14 @@ local settled = ARGV[1] ~= '' or tonumber(call[5]) < tonumber(ARGV[2])
 if call[1] == 'room' and settled and redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
   redis.call('SREM', KEYS[4], ARGV[3])
+  if call[4] then redis.call('SREM', '@NODE@' .. call[4] .. ':calls', ARGV[3]) end
+  redis.call('ZREM', '@UNPLACED@', ARGV[3])
   local pointer = KEYS[5] .. call[3] .. ':call'
   if redis.call('GET', pointer) == ARGV[3] then redis.call('DEL', pointer) end
   return {gone, 1, call[4] or '', call[1], call[2], call[3]}
 end
 return {gone, 0, call[4] or '', call[1], call[2], call[3] or ''}
-"""
+""".replace("@NODE@", keys.media_node("")).replace("@UNPLACED@", keys.UNPLACED_CALLS)
 
 _LOCK = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end

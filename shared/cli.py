@@ -98,14 +98,41 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
 def cmd_media(args: argparse.Namespace) -> int:
     import logging
+    import secrets
+    import socket
 
-    from media.node import run
+    from media.supervisor import default_processes, supervise
     from shared import logs
 
     settings = _settings()
     logs.configure(settings, "media")
+    processes = args.processes or default_processes()
+    if processes > 1:
+        base = settings.media_node_id or f"{socket.gethostname()}-{secrets.token_hex(3)}"
+        return supervise(processes, base, settings.media_metrics_port)
+    from media.node import run
+
     logging.getLogger("aioice").setLevel(logging.WARNING)
     run(settings)
+    return 0
+
+
+def cmd_media_drain(args: argparse.Namespace) -> int:
+    import redis
+
+    from shared.live import LiveState
+
+    settings = _settings()
+    live = LiveState(redis.Redis.from_url(settings.redis_url, decode_responses=True))
+    unknown = []
+    for node_id in args.nodes:
+        if live.drain(node_id):
+            calls = len(live.node_calls(node_id))
+            print(f"{node_id}: draining; it takes no new calls and exits when its {calls} end")
+        else:
+            unknown.append(node_id)
+    if unknown:
+        raise SystemExit(f"vidclinic: error: no live media node {', '.join(unknown)}")
     return 0
 
 
@@ -251,8 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     beat.set_defaults(func=cmd_beat)
 
-    media = sub.add_parser("media", help="run a media node (one per core)")
+    media = sub.add_parser("media", help="run media nodes (one process per core)")
+    media.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="media node processes to run, each its own node (default: one per core this "
+        "process may use); ids <VIDCLINIC_MEDIA_NODE_ID or host name>-1 … -N",
+    )
     media.set_defaults(func=cmd_media)
+    media_sub = media.add_subparsers(dest="media_command", parser_class=OneLineParser)
+    drain = media_sub.add_parser(
+        "drain", help="stop placing calls on media nodes; each exits once its calls have ended"
+    )
+    drain.add_argument("nodes", nargs="+", metavar="node", help="a media node's id")
+    drain.set_defaults(func=cmd_media_drain)
 
     db = sub.add_parser("db", help="database chores")
     db_sub = db.add_subparsers(dest="db_command", required=True, parser_class=OneLineParser)

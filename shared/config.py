@@ -28,6 +28,19 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not value >= minimum:
+        raise SettingsError(f"{name} must be at least {minimum}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw == "":
@@ -174,12 +187,17 @@ class Settings:
     housekeeping_interval: int = 15
     #: Participants a media node takes before allocation passes it over.
     media_capacity: int = 60
+    #: Tracks a media node forwards (a subscriber slot carrying a publisher's audio or video)
+    #: before allocation passes it over: a six-person call forwards 60, a two-person call 4.
+    media_track_capacity: int = 300
     #: Stable id of this media node; random per start when empty.
     media_node_id: str = ""
     #: Addresses the media node gathers ICE host candidates on; empty means the host's own.
     media_addresses: tuple[str, ...] = ()
-    #: Seconds between media-node heartbeats; the registry entry lives three of them.
-    media_heartbeat: int = 2
+    #: Seconds between media-node heartbeats (and between beat's reaps of dead nodes); the
+    #: registry entry lives keys.NODE_TTL_HEARTBEATS of them, so a dead node's calls move to a
+    #: live one within five heartbeats.
+    media_heartbeat: float = 0.5
     #: Networks (CIDR) whose addresses a client may not name as ICE candidates: the node never
     #: sends connectivity checks there. Loopback, link-local and private ranges by default.
     media_denied_candidates: tuple[str, ...] = DEFAULT_DENIED_CANDIDATES
@@ -298,7 +316,8 @@ class Settings:
             media_capacity=_int(env, "VIDCLINIC_MEDIA_CAPACITY", 60),
             media_node_id=env.get("VIDCLINIC_MEDIA_NODE_ID", ""),
             media_addresses=addresses,
-            media_heartbeat=_int(env, "VIDCLINIC_MEDIA_HEARTBEAT", 2),
+            media_track_capacity=_int(env, "VIDCLINIC_MEDIA_TRACK_CAPACITY", 300),
+            media_heartbeat=_float(env, "VIDCLINIC_MEDIA_HEARTBEAT", 0.5, minimum=0.1),
             media_denied_candidates=_networks(
                 env, "VIDCLINIC_MEDIA_DENIED_CANDIDATES", DEFAULT_DENIED_CANDIDATES
             ),

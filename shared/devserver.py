@@ -177,6 +177,8 @@ def run_dev(port: int) -> int:
             command = [sys.executable, "-m", "shared.cli", name]
             if name == "beat":
                 command += ["--schedule", str(var / "celerybeat-schedule")]
+            if name == "media":
+                command += ["--processes", "1"]  # a laptop's few calls need one
             process = subprocess.Popen(command, env=env, start_new_session=True)
             children.append(Child(name, process))
         if _wait_for_port(port, children) and _wait_for_media(env["REDIS_URL"], children):

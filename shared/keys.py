@@ -104,12 +104,33 @@ def participant_signal(call_id: str, participant_id: str) -> str:
 
 
 MEDIA_NODES = f"{PREFIX}:media:nodes"
-"""ZSET: registered media node ids, scored by their current load (participants hosted)."""
+"""ZSET: registered media node ids, scored by their current load (participants hosted). A node
+stays here after its entry expires until the reaper has moved its calls."""
 
 
 def media_node(node_id: str) -> str:
-    """HASH: one media node — id, address, capacity, load, counters; lives while it heartbeats."""
+    """HASH: one media node — id, address, capacity and track_capacity (what it takes),
+    participants (`load`), tracks (forwarded now), rooms, pps (packets forwarded per second),
+    cpu (share of a core its process used since the last heartbeat), draining (0/1), counters;
+    lives NODE_TTL_HEARTBEATS heartbeats after the last one."""
     return f"{PREFIX}:media:node:{node_id}"
+
+
+def media_node_calls(node_id: str) -> str:
+    """SET: the calls allocated to one media node, hosted or on their way (kept by the
+    allocation, failover and call-ending scripts); refreshed to CALL_TTL on each allocation."""
+    return f"{PREFIX}:media:node:{node_id}:calls"
+
+
+def media_node_draining(node_id: str) -> str:
+    """STRING: set by `vidclinic media drain`: the node takes no new calls and exits once its
+    calls have ended; lives DRAIN_TTL."""
+    return f"{PREFIX}:media:node:{node_id}:draining"
+
+
+#: ZSET: calls that have no media node (none had room, or theirs failed and none could take
+#: them), scored by when they lost it; the reaper places them as soon as a node has room.
+UNPLACED_CALLS = f"{PREFIX}:media:unplaced"
 
 
 def media_node_inbox(node_id: str) -> str:
@@ -231,8 +252,11 @@ def socket_control(owner: str) -> str:
 
 #: Seconds the call-to-node assignment lives after the last participant left.
 CALL_TTL = 4 * 3600
-#: Seconds a media node's registry entry outlives its last heartbeat, in heartbeats.
-NODE_TTL_HEARTBEATS = 3
+#: A media node's registry entry outlives its last heartbeat by this many heartbeats; beat's
+#: reaper runs once a heartbeat, so a dead node's calls move within (this + 1) heartbeats.
+NODE_TTL_HEARTBEATS = 4
+#: Seconds a drain request lasts (a node that never empties is drained again by its operator).
+DRAIN_TTL = 24 * 3600
 #: Seconds a window of patient entries lasts.
 ENTRY_RATE_WINDOW = 60
 #: Seconds a window of pre-call checks lasts.

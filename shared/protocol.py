@@ -236,6 +236,22 @@ class MessageAll(Message):
 
 @message
 @dataclass(frozen=True)
+class Adopt(Message):
+    """After its socket reconnected, a page whose peer connection to `node` still works asks to
+    keep it rather than build a new one; `ufrag` (its offer's ICE username fragment) names
+    that connection."""
+
+    type: ClassVar[str] = "adopt"
+    node: str
+    ufrag: str
+
+    def __post_init__(self) -> None:
+        _require_str("node", self.node, 200)
+        _require_str("ufrag", self.ufrag, 256)
+
+
+@message
+@dataclass(frozen=True)
 class Leave(Message):
     """A participant leaves the call (for a patient this ends the consultation)."""
 
@@ -444,6 +460,16 @@ class MediaReady(Message):
 
 @message
 @dataclass(frozen=True)
+class MediaMoving(Message):
+    """The call's media node is gone and no other node had room for it yet: the browser lets
+    its peer connection go and offers again at the next `media-ready` ("Reconnecting…")."""
+
+    type: ClassVar[str] = "media-moving"
+    call: str
+
+
+@message
+@dataclass(frozen=True)
 class Ended(Message):
     """The call or consultation is over; `reason` is a CloseReason value."""
 
@@ -560,6 +586,29 @@ class NodeLeave(Message):
     connection: str
     #: The request that opened the call, as in NodeOffer.
     request_id: str = ""
+    #: Seconds the node waits before acting: a socket that closed may come back and adopt the
+    #: peer connection meanwhile (then this leave no longer matches and does nothing).
+    grace: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.grace, int | float) or not 0 <= self.grace <= 60:
+            raise ValueError("grace must be between 0 and 60 seconds")
+
+
+@message
+@dataclass(frozen=True)
+class NodeAdopt(Message):
+    """A participant's page reconnected through a new socket and still has its peer
+    connection: the node takes the new socket's `connection` as that connection's own, if
+    the connection's remote ICE username fragment is `ufrag` (else it answers `not-adopted`
+    and the page offers again)."""
+
+    type: ClassVar[str] = "node-adopt"
+    call: str
+    participant: str
+    connection: str
+    ufrag: str
+    request_id: str = ""
 
 
 @message
@@ -592,6 +641,7 @@ class CloseSocket(Message):
 
 
 # --- media node → participant -------------------------------------------------------------------
+# Each names the node that sent it (`node`).
 
 
 @message
@@ -601,6 +651,9 @@ class Answer(Message):
 
     type: ClassVar[str] = "answer"
     sdp: str
+    #: The node that sent it: a page ignores what a node it has left still says (one cut off
+    #: from the network may deliver messages held up meanwhile once it is back).
+    node: str = ""
 
 
 @message
@@ -610,6 +663,9 @@ class Slots(Message):
 
     type: ClassVar[str] = "slots"
     slots: list[dict[str, Any]]
+    #: The node that sent it: a page ignores what a node it has left still says (one cut off
+    #: from the network may deliver messages held up meanwhile once it is back).
+    node: str = ""
 
 
 @message
@@ -620,6 +676,9 @@ class Bitrate(Message):
 
     type: ClassVar[str] = "bitrate"
     video: int
+    #: The node that sent it: a page ignores what a node it has left still says (one cut off
+    #: from the network may deliver messages held up meanwhile once it is back).
+    node: str = ""
 
 
 @message
@@ -630,6 +689,9 @@ class Speaker(Message):
 
     type: ClassVar[str] = "speaker"
     participant: str
+    #: The node that sent it: a page ignores what a node it has left still says (one cut off
+    #: from the network may deliver messages held up meanwhile once it is back).
+    node: str = ""
 
 
 #: Remote participants a browser can receive without renegotiating (a call holds up to 6).

@@ -23,10 +23,18 @@ def free_port() -> int:
 class EmbeddedRedis:
     """A redis-server child process on a free loopback port."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, persist: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        persist: bool = True,
+        bind: tuple[str, ...] = ("127.0.0.1",),
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.persist = persist
+        #: Addresses it listens on (loopback unless a test puts processes on other hosts).
+        self.bind = bind
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -41,7 +49,7 @@ class EmbeddedRedis:
             "--port",
             str(self.port),
             "--bind",
-            "127.0.0.1",
+            *self.bind,
             "--dir",
             str(self.data_dir),
             "--daemonize",

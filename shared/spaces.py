@@ -211,8 +211,8 @@ return 1
 """
 
 # Takes the space ARGV[1] out of call `call_id` (a local of the script that includes this;
-# ARGV[3] is the call key prefix); a call left by its last space ends, and `node` is then the
-# node that hosted it, else ''.
+# ARGV[3] is the call key prefix); a call left by its last space ends (and leaves its node's
+# calls, or the unplaced), and `node` is then the node that hosted it, else ''.
 _OUT_OF_CALL = """
 local node = ''
 if call_id then
@@ -221,9 +221,11 @@ if call_id then
   if redis.call('SCARD', call .. ':spaces') == 0 then
     node = redis.call('HGET', call, 'node_id') or ''
     redis.call('DEL', call, call .. ':spaces')
+    if node ~= '' then redis.call('SREM', '@NODE@' .. node .. ':calls', call_id) end
+    redis.call('ZREM', '@UNPLACED@', call_id)
   end
 end
-"""
+""".replace("@NODE@", keys.media_node("")).replace("@UNPLACED@", keys.UNPLACED_CALLS)
 
 # KEYS: space, space token, waiting area, activity, messages. ARGV: space id, the token hash
 # read before, the call key prefix. The call is read inside the script: a clinician joining at

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from shared.calls import Person
 from shared.errors import RoomFull, VidclinicError
-from shared.protocol import MediaState, Offer
+from shared.protocol import Adopt, MediaState, Offer
 from web.errors import message_for
 from web.services import Services
 from web.signalling import (
+    LEAVE_GRACE,
     SocketSession,
     forward,
     join_call_channels,
     leave_node,
+    relay_adopt,
     relay_offer,
     send_ice_servers,
 )
-from workers.app import ALLOCATE_MEDIA_NODE
 
 #: Attempts to enter a room whose call ends at the very moment one enters.
 ENTRY_ATTEMPTS = 3
@@ -60,8 +61,9 @@ class RoomCall:
                 calls.admit(call_id, self.person, self.link_made_at)
             except KeyError:
                 continue  # the call ended as we came in: open the next one
-            if opened and self.services.socket_live.place_call(call_id) is None:
-                self.services.celery.send_task(ALLOCATE_MEDIA_NODE, args=[call_id])
+            if opened:
+                # With no node free, the call waits among the unplaced for beat's reaper.
+                self.services.socket_live.place_call(call_id)
             self.call_id = call_id
             break
         else:
@@ -90,6 +92,10 @@ class RoomCall:
         """Fresh TURN credentials, asked for before the page's expire."""
         send_ice_servers(self.session, self.services.settings, self.person.participant)
 
+    def adopt(self, adopt: Adopt) -> None:
+        """The page's socket reconnected and it keeps its peer connection."""
+        relay_adopt(self.session, self.services.live, self.call_id, self.person.participant, adopt)
+
     def media_state(self, state: MediaState) -> None:
         """The participant's microphone or camera went on or off: the others are told."""
         self.services.socket_calls.set_media(
@@ -105,7 +111,8 @@ class RoomCall:
         self.services.presence.leave(self._present)
         if self.call_id:
             participant = self.person.participant
-            leave_node(self.session, self.services.socket_live, self.call_id, participant)
+            live = self.services.socket_live
+            leave_node(self.session, live, self.call_id, participant, grace=LEAVE_GRACE)
             self.services.socket_calls.leave(self.call_id, participant)
 
 

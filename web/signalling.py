@@ -20,13 +20,15 @@ from werkzeug.exceptions import HTTPException
 from shared import keys
 from shared.config import Settings
 from shared.errors import MediaBusy, SocketCloseReason
-from shared.live import LiveState
+from shared.live import NO_CAPACITY, LiveState
 from shared.logs import REQUEST_ID, current_request_id
 from shared.protocol import (
+    Adopt,
     CloseSocket,
     Error,
     MediaReady,
     Message,
+    NodeAdopt,
     NodeLeave,
     NodeOffer,
     Offer,
@@ -49,6 +51,11 @@ log = logging.getLogger(__name__)
 MESSAGE_RATES: dict[str, tuple[float, float]] = {Offer.type: (5, 0.5)}
 #: Every other type, and messages refused as malformed.
 DEFAULT_RATE = (20, 2.0)
+#: Seconds a media node keeps the peer connection of a socket that closed, for the page to
+#: come back through a new socket and keep it (Adopt). A page whose socket is back within a
+#: couple of seconds (its first retries come after 0.5 and 1 s) keeps its media; one that is
+#: really gone frees its slot after this.
+LEAVE_GRACE = 5.0
 #: The rate bucket of messages that could not be decoded.
 MALFORMED = "malformed"
 
@@ -395,6 +402,9 @@ def join_call_channels(
     call = live.get_call(call_id)
     if call is not None and live.live_node(call.node_id):
         session.send(MediaReady(call=call_id, node=call.node_id))
+    elif call is not None and call.told_no_capacity:
+        # Still no node with room: a page that reconnected says so again.
+        session.send(NO_CAPACITY)
 
 
 def send_ice_servers(session: SocketSession, settings: Settings, participant: str) -> None:
@@ -428,8 +438,12 @@ def relay_offer(
         session.error(busy.code, "the media node is busy; try again in a moment")
 
 
-def leave_node(session: SocketSession, live: LiveState, call_id: str, participant: str) -> None:
-    """Tell the node this socket is gone, so it frees the socket's peer connection at once."""
+def leave_node(
+    session: SocketSession, live: LiveState, call_id: str, participant: str, grace: float = 0.0
+) -> None:
+    """Tell the node this socket is gone, so it frees the socket's peer connection: at once
+    (on hold, transferred), or after `grace` seconds when the socket merely closed: a page
+    that reconnects meanwhile adopts its connection, and this leave then does nothing."""
     call = live.get_call(call_id)
     if call is not None and live.live_node(call.node_id):
         command = NodeLeave(
@@ -437,9 +451,33 @@ def leave_node(session: SocketSession, live: LiveState, call_id: str, participan
             participant=participant,
             connection=session.connection,
             request_id=call.request_id or current_request_id(),
+            grace=grace,
         )
         try:
             live.send_to_node(call.node_id, command)
         except MediaBusy:
             # The node will see the browser's peer connection close, or time it out.
             log.warning("a media node's inbox is full: a leave was not queued")
+
+
+def relay_adopt(
+    session: SocketSession, live: LiveState, call_id: str, participant: str, adopt: Adopt
+) -> None:
+    """A page whose socket reconnected keeps its peer connection: the node hosting the call is
+    told that this socket owns it now. Only the participant this socket belongs to (as the web
+    knows them) is named, and the node checks the connection's ICE username fragment; a page
+    that names another node is ignored (the `media-ready` it is sent makes it offer there)."""
+    call = live.get_call(call_id)
+    if call is None or call.node_id != adopt.node or not live.live_node(call.node_id):
+        return
+    command = NodeAdopt(
+        call=call_id,
+        participant=participant,
+        connection=session.connection,
+        ufrag=adopt.ufrag,
+        request_id=call.request_id or current_request_id(),
+    )
+    try:
+        live.send_to_node(call.node_id, command)
+    except MediaBusy as busy:
+        session.error(busy.code, "the media node is busy; try again in a moment")

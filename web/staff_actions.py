@@ -23,7 +23,6 @@ from web.errors import message_for
 from web.i18n import gettext as _
 from web.services import Services
 from web.signalling import SocketSession
-from workers.app import ALLOCATE_MEDIA_NODE
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +72,15 @@ class StaffActions:
             return taken.call_id
         metrics.patient_joined(taken.space.entered_at)
         node_id = self.services.socket_live.place_call(taken.call_id)
+        # Placing the call here saves the task queue's round trip on every join; when no node
+        # has room right now, the call waits among the unplaced and beat's reaper places it.
         log.info(
             "call %s opened by %s for space %s, media node %s",
             taken.call_id,
             self.clinician,
             space_id,
-            node_id or "none yet: allocation queued",
+            node_id or "none yet: waiting for one with room",
         )
-        if node_id is None:
-            # Placing the call here saves the task queue's round trip on every join; a
-            # worker keeps trying only when no node has room right now.
-            self.services.celery.send_task(ALLOCATE_MEDIA_NODE, args=[taken.call_id])
         return taken.call_id
 
     def join(self, space_id: str, mode: str = "join") -> None:

@@ -21,7 +21,6 @@ from shared.db import make_engine, make_sessionmaker
 from shared.live import LiveState
 from shared.spaces import Spaces
 
-ALLOCATE_MEDIA_NODE = "vidclinic.media.allocate_node"
 SWEEP_WAITING_AREAS = "vidclinic.housekeeping.sweep_waiting_areas"
 REAP_MEDIA_NODES = "vidclinic.housekeeping.reap_media_nodes"
 SEND_EMAIL = "vidclinic.notifications.send_email"
@@ -139,11 +138,15 @@ def create_celery(settings: Settings) -> Celery:
                 "task": SWEEP_WAITING_AREAS,
                 "schedule": float(settings.housekeeping_interval),
             },
+            # Once a heartbeat: a dead node's calls move within (NODE_TTL_HEARTBEATS + 1)
+            # heartbeats. A reap nobody ran in time is dropped, not piled up behind a worker
+            # that was away.
             "reap-media-nodes": {
                 "task": REAP_MEDIA_NODES,
-                "schedule": float(settings.housekeeping_interval),
+                "schedule": settings.media_heartbeat,
+                "options": {"expires": max(5.0, 4 * settings.media_heartbeat)},
             },
         },
-        include=["workers.media", "workers.housekeeping", "workers.notifications"],
+        include=["workers.housekeeping", "workers.notifications"],
     )
     return app

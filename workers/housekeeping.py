@@ -4,10 +4,14 @@ media nodes."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from celery import shared_task
 
 from shared.consultations import close_room, end_consultation
+from shared.live import LiveState
+from shared.logs import REQUEST_ID, current_request_id
 from workers.app import REAP_MEDIA_NODES, SWEEP_WAITING_AREAS, VidclinicTask
 
 log = logging.getLogger(__name__)
@@ -44,8 +48,33 @@ def sweep_waiting_areas(task: VidclinicTask) -> int:
 
 @shared_task(name=REAP_MEDIA_NODES, bind=True)
 def reap_media_nodes(task: VidclinicTask) -> list[str]:
-    """Drop registry entries of media nodes that stopped heartbeating."""
-    dead = task.services.live.reap_dead_nodes()
-    if dead:
-        log.warning("media nodes stopped heartbeating: %s", ", ".join(dead))
-    return dead
+    """Move the calls of media nodes that stopped heartbeating to live ones, and place calls
+    that wait for a node once one has room; returns the ids of the nodes found dead.
+
+    Beat runs this once a heartbeat: one script in Redis, however many nodes and calls.
+    """
+    live = task.services.live
+    done = live.reap()
+    if done.dead:
+        log.warning("media nodes stopped heartbeating: %s", ", ".join(done.dead))
+    # Each call's lines carry the id of the request that opened it, as everywhere else.
+    for call_id, node_id in done.placed:
+        with _for_call(live, call_id):
+            log.info("call %s placed on media node %s", call_id, node_id)
+    for call_id in done.unplaced:
+        with _for_call(live, call_id):
+            log.warning("call %s lost its media node and no node has room: waiting", call_id)
+    for call_id in done.told:
+        with _for_call(live, call_id):
+            log.warning("call %s still has no media node: its pages are told", call_id)
+    return done.dead
+
+
+@contextmanager
+def _for_call(live: LiveState, call_id: str) -> Iterator[None]:
+    call = live.get_call(call_id)
+    token = REQUEST_ID.set(call.request_id if call and call.request_id else current_request_id())
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(token)

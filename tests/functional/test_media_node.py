@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
+from media.participant import ice_ufrag
 from shared import keys
-from shared.protocol import NodeLeave
+from shared.protocol import NodeAdopt, NodeLeave
 from tests.support.aio import run
 from tests.support.bots import Bot
 from tests.support.stack import Stack
@@ -147,6 +150,66 @@ def test_a_participant_who_leaves_frees_their_slot(stack: Stack) -> None:
         await _until(lambda: True)
 
     _run(stack, scenario)
+
+
+def test_a_closed_socket_s_participant_stays_if_adopted_and_goes_after_the_grace_if_not(
+    stack: Stack,
+) -> None:
+    """A socket that closes sends its leave with a grace: a page back through a new socket in
+    time adopts its connection (the old socket's leave then does nothing, late or not); one
+    that never comes back frees its slot once the grace has passed."""
+
+    async def scenario(client: aioredis.Redis, call: str) -> None:
+        stay = Bot(client, NODE, call, "stay", "Stay")
+        back = Bot(client, NODE, call, "back", "Back")
+        inbox = keys.media_node_inbox(NODE)
+        replies = client.pubsub()
+        try:
+            await stay.join()
+            await back.join()
+            await _until(lambda: stay.frames_from("back") > 5)
+            await replies.subscribe(keys.participant_signal(call, "back"))
+            assert back.pc is not None
+            ufrag = ice_ufrag(back.pc.localDescription.sdp)
+            old, new = back.connection, "socket-" + secrets.token_hex(4)
+
+            async def send(message: NodeLeave | NodeAdopt) -> None:
+                await client.rpush(inbox, message.encode())
+
+            await send(NodeLeave(call=call, participant="back", connection=old, grace=1.5))
+            await send(NodeAdopt(call=call, participant="back", connection=new, ufrag=ufrag))
+            await send(NodeAdopt(call=call, participant="back", connection=new, ufrag="wrong"))
+            heard = [await _next_message(replies) for _ in range(2)]
+            assert [m["type"] for m in heard] == ["slots", "error"], heard
+            assert heard[0]["slots"][0]["participant"] == "stay"  # the page catches up
+            assert heard[1]["code"] == "not-adopted"
+            await asyncio.sleep(2.5)  # past the grace of the old socket's leave
+            await send(NodeLeave(call=call, participant="back", connection=old))  # stale
+            await asyncio.sleep(0.5)
+            assert "back" in stay.slots.values()
+            frames = stay.frames_from("back")
+            await _until(lambda: stay.frames_from("back") > frames + 5)
+            # The new socket closes too, and nobody comes back.
+            left_at = time.monotonic()
+            await send(NodeLeave(call=call, participant="back", connection=new, grace=1.0))
+            await _until(lambda: "back" not in stay.slots.values(), timeout=10)
+            assert 1.0 <= time.monotonic() - left_at < 5.0
+        finally:
+            await replies.aclose()
+            for bot in (stay, back):
+                await bot.leave()
+
+    _run(stack, scenario)
+
+
+async def _next_message(pubsub: aioredis.client.PubSub, timeout: float = 10.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        item = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+        if item is not None:
+            message: dict[str, Any] = json.loads(item["data"])
+            return message
+    raise AssertionError("no message on the participant's channel")
 
 
 def test_the_media_node_listens_on_no_tcp_port(stack: Stack) -> None:

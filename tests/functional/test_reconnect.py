@@ -19,6 +19,7 @@ from tests.support.accounts import CLINICIAN
 from tests.support.outage import Outage
 from tests.support.pages import enter_as_patient, new_context, sign_in, wait_for_video_playing
 from tests.support.stack import Stack
+from web.signalling import LEAVE_GRACE
 
 GRACE = 8
 #: Seconds each short outage lasts. The page retries after 0.5, 1 and 2 s (each ± half): cut
@@ -111,3 +112,52 @@ def test_an_outage_past_the_grace_period_removes_the_patient_and_says_so(
         clinician_context.close()
         patient_context.close()
         outage.close()
+
+
+def test_a_socket_reconnect_keeps_a_peer_connection_that_works(
+    stack: Stack, browser: object
+) -> None:
+    """The patient's socket drops while their media path stays up: the page keeps its
+    RTCPeerConnection (the same object, the same local description) across the new socket,
+    the node keeps it past the old socket's delayed leave, and both still see each other."""
+    clinician_context, patient_context = new_context(browser), new_context(browser)
+    outage = Outage(stack.port)
+    try:
+        dashboard = clinician_context.new_page()
+        sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
+        patient = patient_context.new_page()
+        enter_as_patient(patient, via(stack, outage), "Petro", "Persistent", "+380 44 111 6677")
+        _card(dashboard, "Petro Persistent").get_by_role("button", name="Join").click()
+        expect(dashboard).to_have_url(re.compile(r"/calls/"))
+        for page in (patient, dashboard):
+            wait_for_video_playing(page, "video[data-participant]")
+        offered = patient.evaluate(KEEP_PC)
+
+        outage.cut()
+        status = patient.get_by_role("status")
+        expect(status).to_contain_text("Reconnecting")
+        time.sleep(1)
+        outage.restore()
+        expect(status).to_have_text("You are in a consultation.", timeout=15_000)
+        # The old socket's leave comes due meanwhile: the connection was adopted, so it
+        # closes nothing.
+        time.sleep(LEAVE_GRACE + 1.5)
+        kept = patient.evaluate(KEPT_PC)
+        assert kept == {"same": True, "sdp": offered, "state": "connected"}
+        for page in (patient, dashboard):
+            wait_for_video_playing(page, "video[data-participant]")
+        dashboard.get_by_role("button", name="End call").click()
+    finally:
+        clinician_context.close()
+        patient_context.close()
+        outage.close()
+
+
+KEEP_PC = """() => {
+  window.__kept = window.vidclinicCall.pc;
+  return window.__kept.localDescription.sdp;
+}"""
+KEPT_PC = """() => {
+  const pc = window.vidclinicCall.pc;
+  return { same: pc === window.__kept, sdp: pc.localDescription.sdp, state: pc.connectionState };
+}"""

@@ -55,14 +55,18 @@ class Stack:
     processes: dict[str, Process] = field(default_factory=dict)
     #: Settings every process of this stack gets on top of the test defaults.
     overrides: dict[str, str] = field(default_factory=dict)
+    #: The address the web server listens on (a network namespace's in the failover tests).
+    host: str = "127.0.0.1"
+    #: What each process's command runs under, by process name prefix (`ip netns exec …`).
+    wrappers: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws://{self.host}:{self.port}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -96,8 +100,9 @@ class Stack:
 
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Process:
         log = self.root / f"{name}.log"
+        wrapper = next((w for n, w in self.wrappers.items() if name.startswith(n)), [])
         popen = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", *args],
+            [*wrapper, sys.executable, "-m", "shared.cli", *args],
             env=env or self.env,
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
@@ -108,12 +113,14 @@ class Stack:
         return process
 
     def start_web(self) -> None:
-        self.start("web", "web", "--port", str(self.port))
+        self.start("web", "web", "--host", self.host, "--port", str(self.port))
         wait_until(lambda: answers(f"{self.url}/healthz"), 30, "web server", self.processes["web"])
 
-    def start_media(self, name: str = "media", node_id: str = "node-1") -> Process:
-        env = {**self.env, "VIDCLINIC_MEDIA_NODE_ID": node_id, "VIDCLINIC_MEDIA_HEARTBEAT": "1"}
-        process = self.start(name, "media", env=env)
+    def start_media(
+        self, name: str = "media", node_id: str = "node-1", env: dict[str, str] | None = None
+    ) -> Process:
+        env = {**self.env, "VIDCLINIC_MEDIA_NODE_ID": node_id, **(env or {})}
+        process = self.start(name, "media", "--processes", "1", env=env)
         client = self.redis()
         wait_until(lambda: client.exists(f"vc:media:node:{node_id}"), 30, "media node", process)
         return process

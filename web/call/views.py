@@ -18,6 +18,7 @@ from shared.live import Call
 from shared.models import Clinic, Membership
 from shared.protocol import (
     AddToCall,
+    Adopt,
     EndCall,
     Hold,
     MediaState,
@@ -35,10 +36,12 @@ from web.clinic import member_clinic
 from web.room_call import refuse_entry
 from web.services import Services
 from web.signalling import (
+    LEAVE_GRACE,
     forward,
     join_call_channels,
     leave_node,
     refuse,
+    relay_adopt,
     relay_offer,
     require_same_origin,
     send_ice_servers,
@@ -49,7 +52,17 @@ from web.websocket import Socket
 bp = Blueprint("call", __name__)
 
 #: What the clinician's call page may ask for.
-CALL_ACTIONS = (Offer, MediaState, EndCall, Hold, Resume, AddToCall, Transfer, RefreshIceServers)
+CALL_ACTIONS = (
+    Offer,
+    Adopt,
+    MediaState,
+    EndCall,
+    Hold,
+    Resume,
+    AddToCall,
+    Transfer,
+    RefreshIceServers,
+)
 
 
 def _own_call_or_error(slug: str, call_id: str) -> tuple[Clinic, Call]:
@@ -133,6 +146,8 @@ def call_socket(ws: Socket, slug: str, call_id: str) -> None:
                 break
             if isinstance(message, Offer):
                 relay_offer(session, live, call_id, participant, name, message)
+            elif isinstance(message, Adopt):
+                relay_adopt(session, live, call_id, participant, message)
             elif isinstance(message, MediaState):
                 calls.set_media(call_id, participant, message.audio, message.video)
             elif isinstance(message, RefreshIceServers):
@@ -153,5 +168,5 @@ def call_socket(ws: Socket, slug: str, call_id: str) -> None:
         session.close()
         services.presence.leave(present)
         live.touch_call(call_id, participant)
-        leave_node(session, live, call_id, participant)
+        leave_node(session, live, call_id, participant, grace=LEAVE_GRACE)
         calls.leave(call_id, participant)

@@ -75,7 +75,7 @@ class PreCallCheck:
             self.call_id = services.socket_checks.open(
                 self.clinic_id, settings.check_seconds, settings.checks_at_once
             )
-            if services.socket_live.allocate_node(self.call_id, NODE_SHARE) is None:
+            if services.socket_live.allocate_node(self.call_id, NODE_SHARE, wait=False) is None:
                 raise MediaUnavailable()
         except (ChecksRateLimited, ChecksBusy, MediaUnavailable) as refused:
             refuse_entry(self.session, refused)

@@ -30,6 +30,7 @@ from shared.consultations import end_consultation
 from shared.errors import CloseReason, EntryRateLimited, RoomFull
 from shared.models import Clinic, EntryField, WaitingAreaSettings
 from shared.protocol import (
+    Adopt,
     BackToWaiting,
     CallStarted,
     ClinicMessage,
@@ -55,9 +56,11 @@ from web.room_call import refuse_entry
 from web.safety import same_origin
 from web.services import Services
 from web.signalling import (
+    LEAVE_GRACE,
     SocketSession,
     join_call_channels,
     leave_node,
+    relay_adopt,
     relay_offer,
     send_ice_servers,
 )
@@ -294,12 +297,13 @@ def space_socket(ws: Socket, slug: str) -> None:
             calls.set_media(call_id, participant, media["audio"], media["video"])
         join_call_channels(session, live, call_id, participant, services.settings)
 
-    def leave_call() -> None:
-        """On hold, or moving to another clinic: the patient's media stops at once."""
+    def leave_call(grace: float = 0.0) -> None:
+        """On hold, or moving to another clinic: the patient's media stops at once (when the
+        socket merely closed, after a grace in which a new socket may keep it)."""
         call_id = joined.pop("call", "")
         if call_id:
             presence.leave(in_call.pop(call_id, 0))
-            leave_node(session, live, call_id, participant)
+            leave_node(session, live, call_id, participant, grace)
             calls.leave(call_id, participant)
 
     def on_event(session: SocketSession, channel: str, data: str) -> None:
@@ -337,7 +341,9 @@ def space_socket(ws: Socket, slug: str) -> None:
         present = presence.space(space_id, gone=session.close_socket)
         while True:
             raw = session.receive()
-            message = session.decode(raw, Offer, Leave, Leaving, MediaState, RefreshIceServers)
+            message = session.decode(
+                raw, Offer, Adopt, Leave, Leaving, MediaState, RefreshIceServers
+            )
             if message is None:
                 continue
             if isinstance(message, RefreshIceServers):
@@ -358,6 +364,9 @@ def space_socket(ws: Socket, slug: str) -> None:
                 relay_offer(
                     session, live, current.call_id, participant, current.display_name, message
                 )
+            elif isinstance(message, Adopt):
+                if current.status == IN_CALL:
+                    relay_adopt(session, live, current.call_id, participant, message)
             elif isinstance(message, Leave):
                 reason = (
                     CloseReason.PATIENT_LEFT if current.started_at else CloseReason.LEFT_WAITING
@@ -378,7 +387,7 @@ def space_socket(ws: Socket, slug: str) -> None:
             waiting.forget(clinic_of["id"], session)
             if not services.sockets.open_count(owner):
                 spaces.connected(space_id, False)
-            leave_call()
+            leave_call(LEAVE_GRACE)
         if leaving.is_set():
             ending = threading.Timer(LEAVING_GRACE, _end_if_still_gone, args=(services, space_id))
             ending.daemon = True

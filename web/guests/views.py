@@ -15,7 +15,7 @@ from shared.calls import Person
 from shared.errors import RoomFull, RoomLocked
 from shared.guest_sessions import MAX_SESSION_SECONDS, GuestSession
 from shared.models import GuestLink
-from shared.protocol import Ended, Leave, Lock, MediaState, Offer, RefreshIceServers
+from shared.protocol import Adopt, Ended, Leave, Lock, MediaState, Offer, RefreshIceServers
 from shared.rooms import (
     MAX_GUEST_NAME,
     LinkState,
@@ -175,10 +175,12 @@ def guest_socket(ws: Socket, token: str) -> None:
     try:
         while True:
             message = session.decode(
-                session.receive(), Offer, MediaState, Lock, Leave, RefreshIceServers
+                session.receive(), Offer, Adopt, MediaState, Lock, Leave, RefreshIceServers
             )
             if isinstance(message, Offer):
                 call.offer(message)
+            elif isinstance(message, Adopt):
+                call.adopt(message)
             elif isinstance(message, RefreshIceServers):
                 call.refresh_ice_servers()
             elif isinstance(message, MediaState):

@@ -19,7 +19,7 @@ from shared.audit import Action
 from shared.calls import Person
 from shared.errors import RoomFull, RoomLocked
 from shared.models import GuestLink, Room
-from shared.protocol import Ended, Leave, Lock, MediaState, Offer, RefreshIceServers
+from shared.protocol import Adopt, Ended, Leave, Lock, MediaState, Offer, RefreshIceServers
 from shared.rooms import (
     MAX_GUEST_NAME,
     MAX_LINK_LIFETIME,
@@ -240,7 +240,7 @@ def room_socket(ws: Socket, slug: str, key: str) -> None:
     try:
         while True:
             message = session.decode(
-                session.receive(), Offer, MediaState, Lock, Leave, RefreshIceServers
+                session.receive(), Offer, Adopt, MediaState, Lock, Leave, RefreshIceServers
             )
             if message is None:
                 continue
@@ -251,6 +251,8 @@ def room_socket(ws: Socket, slug: str, key: str) -> None:
                 call.offer(message)
             elif isinstance(message, RefreshIceServers):
                 call.refresh_ice_servers()
+            elif isinstance(message, Adopt):
+                call.adopt(message)
             elif isinstance(message, MediaState):
                 call.media_state(message)
             elif isinstance(message, Lock) and call.lock(message.locked):

@@ -12,6 +12,8 @@ const VC = (() => {
   // The camera's cap at most (the node may ask for less: it does no congestion control).
   const MAX_VIDEO_BITRATE = 600000;
   const PROTOCOL = 1;
+  // Messages a media node sends about a participant's connection: each names its node.
+  const FROM_NODE = ["answer", "slots", "bitrate", "speaker"];
 
   function readConfig(id) {
     return JSON.parse(document.getElementById(id).textContent);
@@ -103,6 +105,15 @@ const VC = (() => {
       this.local = new MediaStream();
       this.remotes = stage.querySelector("[data-remotes]");
       this.pc = null;
+      // The media node the current peer connection is to, and its ICE username fragment (a
+      // page whose socket reconnects names it to keep the connection).
+      this.node = null;
+      this.ufrag = "";
+      // Whether a peer connection of this page was ever connected: losing one after that is
+      // "Reconnecting…", not the first "Connecting…".
+      this.everConnected = false;
+      // Told "connected" or "reconnecting" as the media path comes and goes.
+      this.onMediaState = () => {};
       this.next = null;
       this.senders = {};
       this.slots = [];
@@ -172,9 +183,10 @@ const VC = (() => {
       return this.next;
     }
 
-    /* Offer (again) unless already offered through this socket connection to this node: after
-       a dropped socket the node has let go of the old peer connection, and a call moved to
-       another node needs a new one.
+    /* Offer (again) unless already offered through this socket connection to this node. A page
+       whose socket reconnected keeps a peer connection that still works (it asks the node to
+       adopt it for the new socket); a call moved to another node, or a connection that failed,
+       needs a new one.
 
        The offer goes out at once. It carries no candidates: the browser's connectivity checks
        reach the node's candidates from the answer, and the node learns the browser's address
@@ -184,15 +196,30 @@ const VC = (() => {
       const key = `${socket.generation}/${node}`;
       if (this.offered === key) return;
       this.offered = key;
+      if (this.pc && this.node === node && this.keepable()) {
+        socket.send({ type: "adopt", node, ufrag: this.ufrag });
+        return;
+      }
+      if (this.everConnected) this.onMediaState("reconnecting");
       this.close();
       const { pc, senders, slots, offer } = this.prepare();
       this.next = null;
       this.pc = pc;
+      this.node = node;
+      this.ufrag = "";
       this.senders = senders;
       this.slots = slots;
       pc.addEventListener("connectionstatechange", () => {
         if (pc !== this.pc) return;
-        if (pc.connectionState === "connected") { this.mark("connected"); this.failures = 0; }
+        if (pc.connectionState === "connected") {
+          this.mark("connected");
+          this.failures = 0;
+          this.everConnected = true;
+          this.onMediaState("connected");
+        }
+        if (["disconnected", "failed"].includes(pc.connectionState) && this.everConnected) {
+          this.onMediaState("reconnecting");
+        }
         // A connection that fails (network change, node restart) is offered again, a few
         // times; then the page says so rather than trying for ever.
         if (pc.connectionState === "failed") this.failed(socket, node, pc);
@@ -208,6 +235,8 @@ const VC = (() => {
         return;
       }
       if (pc !== this.pc) return;
+      const ufrag = /^a=ice-ufrag:(\S+)/m.exec(description.sdp);
+      this.ufrag = ufrag ? ufrag[1] : "";
       socket.send({ type: "offer", sdp: description.sdp });
       this.mark("offer-sent");
     }
@@ -227,6 +256,30 @@ const VC = (() => {
         this.next = null;
         this.prepare();
       }
+    }
+
+    /* Whether the current peer connection is worth keeping across a new socket: answered, and
+       connected or on its way (a brief "disconnected" often recovers by itself). */
+    keepable() {
+      return Boolean(this.pc && this.pc.remoteDescription && this.ufrag)
+        && ["new", "connecting", "connected", "disconnected"].includes(this.pc.connectionState);
+    }
+
+    /* Offer a new connection to the same node: it no longer has the one this page holds. */
+    renew(socket) {
+      const node = this.node;
+      this.node = null;
+      this.offered = null;
+      if (node) this.start(socket, node);
+    }
+
+    /* The call's node is gone and none has taken it yet: let the connection go, and offer at
+       the next `media-ready`. */
+    lost() {
+      this.close();
+      this.node = null;
+      this.offered = null;
+      this.onMediaState("reconnecting");
     }
 
     failed(socket, node, pc) {
@@ -482,12 +535,26 @@ const VC = (() => {
     // the call hears that they stepped away (or are on the way, before they first came); a
     // clinician whose patient's page dropped hears that it is awaited.
     const presence = { people: null, seen: new Set() };
+    // The media path: "reconnecting" while a connection that worked is being replaced (its
+    // node failed, the call moved), "no-capacity" while no media node has room for the call.
+    const media = { reconnecting: false, noCapacity: false };
+    call.onMediaState = (state) => {
+      const reconnecting = state === "reconnecting";
+      if (reconnecting === media.reconnecting) return;
+      media.reconnecting = reconnecting;
+      announce(reconnecting ? strings.reconnecting : strings.connectionBack);
+      showInCall();
+    };
     function othersHere(role) {
       return presence.people !== null && presence.people.some((p) => p.role === role);
     }
     function showInCall() {
       if (finished || waiting.state !== "in-call") return;
-      if (config.side === "patient" && presence.people !== null && !othersHere("clinician")) {
+      if (media.noCapacity) {
+        status.textContent = strings.noCapacity;
+      } else if (media.reconnecting) {
+        status.textContent = strings.reconnecting;
+      } else if (config.side === "patient" && presence.people !== null && !othersHere("clinician")) {
         status.textContent = presence.seen.size ? patientStrings.steppedAway : patientStrings.joining;
       } else if (config.side === "clinician" && presence.people !== null && !othersHere("patient")) {
         status.textContent = strings.patientAway;
@@ -543,6 +610,9 @@ const VC = (() => {
     let connected = false; // the socket is open now
     const socket = openSocket(config.socket, (message) => {
       if (finished) return;
+      // What a node this page has left still says (one back from a network cut may deliver
+      // what it held meanwhile) is not about the connection the page has now.
+      if (FROM_NODE.includes(message.type) && message.node && message.node !== call.node) return;
       switch (message.type) {
         case "call-started":
           call.mark("call-started");
@@ -592,10 +662,12 @@ const VC = (() => {
         case "media-ready":
           call.mark("media-ready");
           if (config.side !== "patient") waiting.state = "in-call";
+          media.noCapacity = false;
           showInCall();
           call.start(socket, message.node);
           break;
         case "ice-servers": call.setIceServers(message.servers); keepIceFresh(message.ttl); break;
+        case "media-moving": call.lost(); break;
         case "answer": call.answer(message.sdp); break;
         case "slots": call.setSlots(message.slots); call.showSpeaker(call.speaker, strings.speaking); break;
         case "speaker": call.speaker = message.participant; call.showSpeaker(message.participant, strings.speaking); break;
@@ -604,6 +676,15 @@ const VC = (() => {
         case "ended": finish(endedTexts[message.reason]); break;
         case "error":
           if (message.code === "forbidden" || message.code === "not-found") finish();
+          // The node no longer holds the connection this page kept across a new socket.
+          else if (message.code === "not-adopted") call.renew(socket);
+          // The offer went out as the call's node failed: the next `media-ready` names another.
+          else if (message.code === "media-not-ready") call.offered = null;
+          else if (message.code === "no-media-node") {
+            if (config.side !== "patient") waiting.state = "in-call";
+            media.noCapacity = true;
+            showInCall();
+          }
           // Refused at the door (nothing was set up), or taken over by a newer tab, or signed
           // out: the page says why and stops reconnecting.
           else if (["room-full", "room-locked", "link-used", "replaced", "signed-out"].includes(message.code)) {
