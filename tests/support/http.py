@@ -69,11 +69,11 @@ def enter(
 
 
 def join_from_dashboard(
-    stack: Stack, member: requests.Session, last_name: str
+    stack: Stack, member: requests.Session, last_name: str, slug: str = "demo"
 ) -> tuple[Socket, str, str]:
     """A clinician joins the waiting patient called `last_name` from the dashboard's socket;
     returns that socket, the call id and the call page's path."""
-    dashboard = Socket(stack, "/clinics/demo/waiting-area/ws", member)
+    dashboard = Socket(stack, f"/clinics/{slug}/waiting-area/ws", member)
     cards = dashboard.receive_type("waiting-area")["spaces"]
     space = next(c["id"] for c in cards if c["name"].endswith(last_name))
     dashboard.send({"type": "join", "space": space})
