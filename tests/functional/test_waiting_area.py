@@ -115,7 +115,12 @@ def test_a_message_to_one_patient_and_to_everyone_waiting(stack: Stack, browser:
 
         _card(dashboard, "Mykola Messaged").get_by_role("button", name="Send a message").click()
         dialog = dashboard.get_by_role("dialog", name="Message to Mykola Messaged")
-        dialog.get_by_label("Message").fill("The doctor is running <b>10 minutes</b> late.")
+        box = dialog.get_by_label("Message")
+        expect(dialog).to_contain_text("0 of 500 characters")
+        box.fill("x" * 501)  # a paste too long stops at the limit, and says so
+        assert len(box.input_value()) == 500
+        expect(dialog).to_contain_text("500 of 500 characters")
+        box.fill("The doctor is running <b>10 minutes</b> late.")
         dialog.get_by_role("button", name="Send").click()
         expect(first.get_by_role("alert")).to_have_text(
             "The doctor is running <b>10 minutes</b> late."  # plain text, never markup

@@ -464,3 +464,104 @@ def test_no_patients_words_reach_any_log(stack: Stack) -> None:
     for log in Path(stack.root).glob("*.log"):
         text = log.read_text(errors="replace")
         assert not [s for s in secrets if s in text], log.name
+
+
+@pytest.mark.parametrize(
+    ("language", "refusal"),
+    [
+        ("en", "A message can be at most 500 characters."),
+        ("uk", "Повідомлення може містити щонайбільше 500 символів."),
+    ],
+)
+def test_a_message_over_500_characters_is_refused_and_goes_nowhere(
+    stack: Stack, language: str, refusal: str
+) -> None:
+    patient, _ = enter(
+        stack, {"first_name": "Long", "last_name": f"Letter{language}", "phone": PHONE}
+    )
+    space_socket = Socket(stack, "/c/demo/space/ws", patient)
+    dashboard = Socket(
+        stack,
+        "/clinics/demo/waiting-area/ws",
+        signed_in(stack, CLINICIAN.email, CLINICIAN.password),
+        headers={"Accept-Language": language},
+    )
+    spaces = Spaces(stack.redis())
+    try:
+        cards = dashboard.receive_type("waiting-area")["spaces"]
+        space = next(c["id"] for c in cards if c["name"] == f"Long Letter{language}")
+        for too_long in (
+            {"type": "send-message", "space": space, "text": "x" * 501},
+            {"type": "message-all", "text": "x" * 501},
+        ):
+            dashboard.send(too_long)
+            assert dashboard.receive_type("error") == {
+                "v": 1,
+                "type": "error",
+                "code": "message-too-long",
+                "message": refusal,
+            }
+        # Exactly 500 goes, and is the first (and only) thing the patient hears.
+        dashboard.send({"type": "send-message", "space": space, "text": "y" * 500})
+        assert space_socket.receive_type("clinic-message")["text"] == "y" * 500
+        assert [m["text"] for m in spaces.messages(space)] == ["y" * 500]
+        assert [a["what"] for a in spaces.activity(space)] == ["arrived", "message"]
+    finally:
+        space_socket.send({"type": "leave"})
+        space_socket.close()
+        dashboard.close()
+
+
+def test_a_spaces_messages_and_activity_live_under_its_ttl_and_go_with_it(stack: Stack) -> None:
+    client = stack.redis()
+    patient, _ = enter(stack, {"first_name": "Tilda", "last_name": "Timed", "phone": PHONE})
+    space_socket = Socket(stack, "/c/demo/space/ws", patient)
+    dashboard = Socket(
+        stack,
+        "/clinics/demo/waiting-area/ws",
+        signed_in(stack, CLINICIAN.email, CLINICIAN.password),
+    )
+    try:
+        cards = dashboard.receive_type("waiting-area")["spaces"]
+        space = next(c["id"] for c in cards if c["name"] == "Tilda Timed")
+        lists = (keys.space_activity(space), keys.space_messages(space))
+        dashboard.send({"type": "send-message", "space": space, "text": "Nearly there."})
+        space_socket.receive_type("clinic-message")
+        ttl = client.ttl(keys.space(space))
+        assert 3 * 3600 < ttl <= 4 * 3600
+        for key in lists:
+            assert ttl - 5 <= client.ttl(key) <= ttl, key
+        # Later in the visit (as if hours had passed): a new message and a new entry carry
+        # what is left of the space's time, not a fresh one.
+        client.expire(keys.space(space), 3)
+        dashboard.send({"type": "send-message", "space": space, "text": "Almost."})
+        space_socket.receive_type("clinic-message")
+        for key in lists:
+            assert 0 < client.ttl(key) <= 3, key
+        _wait_until(lambda: not client.exists(keys.space(space), *lists), timeout=10)
+    finally:
+        space_socket.close()
+        dashboard.close()
+
+    # Removed: the lists go in the same step as the space.
+    patient, _ = enter(stack, {"first_name": "Rita", "last_name": "Removed", "phone": PHONE})
+    space_socket = Socket(stack, "/c/demo/space/ws", patient)
+    dashboard = Socket(
+        stack,
+        "/clinics/demo/waiting-area/ws",
+        signed_in(stack, CLINICIAN.email, CLINICIAN.password),
+    )
+    try:
+        cards = dashboard.receive_type("waiting-area")["spaces"]
+        space = next(c["id"] for c in cards if c["name"] == "Rita Removed")
+        dashboard.send({"type": "send-message", "space": space, "text": "Goodbye."})
+        space_socket.receive_type("clinic-message")
+        assert client.exists(keys.space_activity(space), keys.space_messages(space)) == 2
+        dashboard.send({"type": "remove", "space": space})
+        space_socket.receive_type("ended")
+        assert not client.exists(
+            keys.space(space), keys.space_activity(space), keys.space_messages(space)
+        )
+    finally:
+        space_socket.close()
+        dashboard.close()
