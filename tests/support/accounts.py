@@ -102,9 +102,12 @@ class FreshClinic:
     members: tuple[Account, ...]
 
 
-def fresh_clinic(database_url: str, slug: str, members: int = 1, **settings: object) -> FreshClinic:
-    """A new clinic `slug` with `members` clinicians of its own and these waiting-area settings
-    (`show_estimate=True`, …), written straight to the database."""
+def fresh_clinic(
+    database_url: str, slug: str, members: int = 1, admin: bool = False, **settings: object
+) -> FreshClinic:
+    """A new clinic `slug` with `members` clinicians of its own (the first its admin when
+    `admin`) and these waiting-area settings (`show_estimate=True`, …), written straight to the
+    database."""
     from shared.models import WaitingAreaSettings
 
     accounts = tuple(
@@ -115,8 +118,9 @@ def fresh_clinic(database_url: str, slug: str, members: int = 1, **settings: obj
     try:
         with make_sessionmaker(engine).begin() as session:
             clinic = create_clinic(session, slug, f"{slug.title()} Clinic")
-            for account in accounts:
-                create_user(session, account.email, account.password, account.name, slug)
+            for index, account in enumerate(accounts):
+                role = Role.ADMIN if admin and index == 0 else Role.CLINICIAN
+                create_user(session, account.email, account.password, account.name, slug, role)
             session.add(WaitingAreaSettings(clinic_id=clinic.id, **settings))
             clinic_id = clinic.id
     finally:

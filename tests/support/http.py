@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -11,7 +12,7 @@ import requests
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.support.accounts import ADMIN
+from tests.support.accounts import ADMIN, Account
 from tests.support.stack import Stack
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -158,13 +159,14 @@ class Socket:
         self.ws.close()
 
 
-def save_settings(stack: Stack, **changes: str) -> None:
-    """Save the demo clinic's waiting-area settings as its admin would (the rest as they are)."""
-    admin = signed_in(stack, ADMIN.email, ADMIN.password)
-    page = admin.get(f"{stack.url}/clinics/demo/settings", timeout=10).text
+def save_settings(stack: Stack, slug: str = "demo", admin: Account = ADMIN, **changes: str) -> None:
+    """Save a clinic's waiting-area settings as its admin would (the rest as they are)."""
+    session = signed_in(stack, admin.email, admin.password)
+    page = session.get(f"{stack.url}/clinics/{slug}/settings", timeout=10).text
+    name = re.search(r'name="name"[^>]* value="([^"]*)"', page)
     form = {
-        "csrf_token": csrf_token(admin, f"{stack.url}/clinics/demo/settings"),
-        "name": "Demo Clinic",
+        "csrf_token": csrf_token(session, f"{stack.url}/clinics/{slug}/settings"),
+        "name": html.unescape(name.group(1)) if name else "Demo Clinic",
         "time_zone": "UTC",
         "is_open": "true",
     }
@@ -173,5 +175,5 @@ def save_settings(stack: Stack, **changes: str) -> None:
             value = re.search(rf'name="{edge}_{day}" type="time" value="([^"]*)"', page)
             form[f"{edge}_{day}"] = value.group(1) if value else ""
     form.update(changes)
-    response = admin.post(f"{stack.url}/clinics/demo/settings", data=form, timeout=10)
+    response = session.post(f"{stack.url}/clinics/{slug}/settings", data=form, timeout=10)
     assert response.status_code == 200, response.text[:500]
