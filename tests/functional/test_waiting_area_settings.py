@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.support.accounts import FreshClinic, fresh_clinic
-from tests.support.http import csrf_token, enter, save_settings, signed_in
+from tests.support.http import csrf_token, enter, save_clinic_settings, signed_in
 from tests.support.stack import Stack
 
 PATIENT = {"first_name": "Sofiia", "last_name": "Settings", "phone": "+380 50 000 1717"}
@@ -135,13 +135,9 @@ def test_opening_hours_follow_the_clinics_time_zone_and_entry_is_refused_outside
     # Open for two hours around now in the clinic's zone: in UTC those hours are long past
     # or still to come.
     message = "We are open from 9 to 5, New Zealand time."
-    save_settings(
-        stack,
-        slug=clinic.slug,
-        admin=admin,
-        time_zone=zone,
-        closed_message=message,
-        **hours(local.hour - 1, local.hour + 1),
+    settings = {"time_zone": zone, "closed_message": message}
+    save_clinic_settings(
+        stack, clinic.slug, admin, settings | hours(local.hour - 1, local.hour + 1)
     )
     page = requests.get(f"{stack.url}/c/{clinic.slug}", timeout=10).text
     assert "Start video call" in page and message not in page
@@ -149,13 +145,8 @@ def test_opening_hours_follow_the_clinics_time_zone_and_entry_is_refused_outside
     assert entered.status_code == 303
 
     # Closed now, clinic time: two hours from now until three.
-    save_settings(
-        stack,
-        slug=clinic.slug,
-        admin=admin,
-        time_zone=zone,
-        closed_message=message,
-        **hours(local.hour + 2, local.hour + 3),
+    save_clinic_settings(
+        stack, clinic.slug, admin, settings | hours(local.hour + 2, local.hour + 3)
     )
     page = requests.get(f"{stack.url}/c/{clinic.slug}", timeout=10).text
     assert message in page and "Start video call" not in page

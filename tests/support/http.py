@@ -159,7 +159,12 @@ class Socket:
         self.ws.close()
 
 
-def save_settings(stack: Stack, slug: str = "demo", admin: Account = ADMIN, **changes: str) -> None:
+def save_settings(stack: Stack, **changes: str) -> None:
+    """Save the demo clinic's waiting-area settings as its admin would (the rest as they are)."""
+    save_clinic_settings(stack, "demo", ADMIN, changes)
+
+
+def save_clinic_settings(stack: Stack, slug: str, admin: Account, changes: dict[str, str]) -> None:
     """Save a clinic's waiting-area settings as its admin would (the rest as they are)."""
     session = signed_in(stack, admin.email, admin.password)
     page = session.get(f"{stack.url}/clinics/{slug}/settings", timeout=10).text
