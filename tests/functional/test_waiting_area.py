@@ -77,6 +77,11 @@ def test_an_arrival_is_announced_with_a_sound_and_a_desktop_notice(
 
 
 def test_hold_then_resume(stack: Stack, browser: object) -> None:
+    """On hold the clinician's page stops receiving the patient (their picture goes) and the
+    patient's page stops receiving the clinician; "Resume", on the call page or on the card,
+    brings them back into the same call, each seeing the other again."""
+    patient_video = "video[aria-label='Halyna Holding']"
+    clinician_video = f"video[aria-label='{CLINICIAN.name}']"
     with people(browser, 2) as (clinician_context, patient_context):
         dashboard = clinician_context.new_page()
         sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
@@ -85,23 +90,33 @@ def test_hold_then_resume(stack: Stack, browser: object) -> None:
         card = _card(dashboard, "Halyna Holding")
         card.get_by_role("button", name="Join").click()
         expect(dashboard).to_have_url(re.compile(r"/calls/"))
-        wait_for_video_playing(patient, "video[data-participant]")
+        call_url = dashboard.url
+        call = dashboard
+        wait_for_video_playing(patient, clinician_video)
+        wait_for_video_playing(call, patient_video)
 
-        dashboard.get_by_role("button", name="Hold Halyna Holding").click()
-        expect(patient.get_by_role("status")).to_have_text(
-            "You are on hold. Please stay on this page."
-        )
-        expect(patient.locator("video[data-participant]")).to_have_count(0)
-        watcher = clinician_context.new_page()
-        watcher.goto(f"{stack.url}/clinics/demo/waiting-area")
-        expect(_card(watcher, "Halyna Holding")).to_contain_text("On hold")
-
-        _card(watcher, "Halyna Holding").get_by_role("button", name="Resume").click()
-        expect(watcher).to_have_url(re.compile(r"/calls/"))
-        expect(patient.get_by_role("status")).to_have_text("You are in a consultation.")
-        wait_for_video_playing(patient, "video[data-participant]")
-        wait_for_video_playing(watcher, "video[data-participant]")
-        watcher.get_by_role("button", name="End call").click()
+        for resume_from in ("call page", "card"):
+            call.get_by_role("button", name="Hold Halyna Holding").click()
+            expect(patient.get_by_role("status")).to_have_text(
+                "You are on hold. Please stay on this page."
+            )
+            expect(patient.locator("video[data-participant]")).to_have_count(0)
+            expect(call.locator(patient_video)).to_have_count(0)
+            if resume_from == "call page":
+                call.get_by_role("button", name="Resume Halyna Holding").click()
+            else:
+                call.close()  # the clinician goes to the dashboard while the patient waits
+                call = clinician_context.new_page()
+                call.goto(f"{stack.url}/clinics/demo/waiting-area")
+                held = _card(call, "Halyna Holding")
+                expect(held).to_contain_text("On hold")
+                held.get_by_role("button", name="Resume").click()
+                expect(call).to_have_url(re.compile(r"/calls/"))
+            assert call.url == call_url, resume_from  # the same call
+            expect(patient.get_by_role("status")).to_have_text("You are in a consultation.")
+            wait_for_video_playing(patient, clinician_video)
+            wait_for_video_playing(call, patient_video)
+        call.get_by_role("button", name="End call").click()
         expect(patient.get_by_role("status")).to_have_text("Your consultation has ended.")
 
 
