@@ -15,8 +15,9 @@ def space(space_id: str) -> str:
 
 
 def space_activity(space_id: str) -> str:
-    """LIST: JSON {at, what, by} of what happened to a patient space (arrived, joined, held, …);
-    lives and dies with the space."""
+    """LIST: JSON {at, what, by} of what happened to a patient space (arrived, joined, resumed,
+    added, held, message, transferred, ended: a call that ended with the patient back in the
+    waiting area); lives and dies with the space."""
     return f"{PREFIX}:space:{space_id}:activity"
 
 

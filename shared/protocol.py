@@ -31,6 +31,15 @@ class ProtocolError(ValueError):
     """A message is not valid JSON, has an unknown type, or a field of the wrong shape."""
 
 
+class TextTooLong(ProtocolError):
+    """A message's text is longer than its type allows (`limit` characters)."""
+
+    def __init__(self, kind: str, limit: int) -> None:
+        super().__init__(f"{kind}: text must be at most {limit} characters")
+        self.kind = kind
+        self.limit = limit
+
+
 class NestedTooDeep(ProtocolError):
     """A JSON text nests arrays and objects deeper than MAX_DEPTH."""
 
@@ -100,6 +109,8 @@ def decode(raw: str | bytes, *allowed: type[Message]) -> Message:
         values[f.name] = data[f.name]
     try:
         return cls(**values)
+    except TextTooLong as exc:
+        raise TextTooLong(cls.type, exc.limit) from None
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"{cls.type}: {exc}") from None
 
@@ -138,8 +149,10 @@ class Join(Message):
 
 def _require_text(text: object, limit: int) -> None:
     """A message from the clinic: plain text, not empty, at most `limit` characters."""
-    if not isinstance(text, str) or not text.strip() or len(text) > limit:
+    if not isinstance(text, str) or not text.strip():
         raise ValueError(f"text must be 1 to {limit} characters")
+    if len(text) > limit:
+        raise TextTooLong("text", limit)
 
 
 #: Characters in one message from the clinic to a patient.

@@ -588,12 +588,14 @@ class Spaces:
         """The clinician left `call_id` without ending it: the patient waits again, in the
         place they had. Returns the node of a call that ended ('' if it goes on), or None when
         the patient was no longer in that call."""
+        before = self.get(space_id)
         result = self._back_to_waiting(
             keys=[keys.space(space_id)], args=[space_id, call_id, keys.call("")]
         )
         if not result:
             return None
-        self.record(space_id, "back", "")
+        # The only ending the activity log can show: a visit that ends takes its log with it.
+        self.record(space_id, "ended", before.clinician_name if before is not None else "")
         space = self.get(space_id)
         if space is not None:
             self.announce(space, "updated")

@@ -33,6 +33,7 @@ from shared.protocol import (
     NodeOffer,
     Offer,
     ProtocolError,
+    TextTooLong,
     decode,
 )
 from shared.sockets import SocketRegistry
@@ -327,6 +328,14 @@ class SocketSession:
         """
         try:
             message = decode(raw, *allowed)
+        except TextTooLong as exc:
+            # Someone typed (or pasted) too much: said in their language, never sent on.
+            if self._within_rate(MALFORMED):
+                self.error(
+                    "message-too-long",
+                    _("A message can be at most %(count)s characters.", count=exc.limit),
+                )
+            return None
         except ProtocolError as exc:
             if self._within_rate(MALFORMED):
                 self.error("bad-message", str(exc))

@@ -1,6 +1,7 @@
 """A clinic's day in Chromium: arrival alerts, hold and resume, messages, transfers, a second
-patient added to a call, closed and out-of-hours entry, the clinic's own questions, and the
-place in the queue with the estimated wait."""
+patient added to a call, closed and out-of-hours entry, the clinic's own questions, the
+place in the queue with the estimated wait, and the dashboard's search, sort, long-wait mark
+and activity log."""
 
 from __future__ import annotations
 
@@ -14,8 +15,15 @@ import requests
 from playwright.sync_api import BrowserContext, Page, expect
 
 from shared import keys
-from tests.support.accounts import ADMIN, CLINICIAN, ROAMING, SECOND_CLINICIAN
-from tests.support.http import csrf_token, enter, save_settings, signed_in
+from tests.support.accounts import ADMIN, CLINICIAN, ROAMING, SECOND_CLINICIAN, fresh_clinic
+from tests.support.http import (
+    Socket,
+    csrf_token,
+    enter,
+    join_from_dashboard,
+    save_settings,
+    signed_in,
+)
 from tests.support.pages import (
     enter_as_patient,
     new_context,
@@ -77,6 +85,11 @@ def test_an_arrival_is_announced_with_a_sound_and_a_desktop_notice(
 
 
 def test_hold_then_resume(stack: Stack, browser: object) -> None:
+    """On hold the clinician's page stops receiving the patient (their picture goes) and the
+    patient's page stops receiving the clinician; "Resume", on the call page or on the card,
+    brings them back into the same call, each seeing the other again."""
+    patient_video = "video[aria-label='Halyna Holding']"
+    clinician_video = f"video[aria-label='{CLINICIAN.name}']"
     with people(browser, 2) as (clinician_context, patient_context):
         dashboard = clinician_context.new_page()
         sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
@@ -85,23 +98,33 @@ def test_hold_then_resume(stack: Stack, browser: object) -> None:
         card = _card(dashboard, "Halyna Holding")
         card.get_by_role("button", name="Join").click()
         expect(dashboard).to_have_url(re.compile(r"/calls/"))
-        wait_for_video_playing(patient, "video[data-participant]")
+        call_url = dashboard.url
+        call = dashboard
+        wait_for_video_playing(patient, clinician_video)
+        wait_for_video_playing(call, patient_video)
 
-        dashboard.get_by_role("button", name="Hold Halyna Holding").click()
-        expect(patient.get_by_role("status")).to_have_text(
-            "You are on hold. Please stay on this page."
-        )
-        expect(patient.locator("video[data-participant]")).to_have_count(0)
-        watcher = clinician_context.new_page()
-        watcher.goto(f"{stack.url}/clinics/demo/waiting-area")
-        expect(_card(watcher, "Halyna Holding")).to_contain_text("On hold")
-
-        _card(watcher, "Halyna Holding").get_by_role("button", name="Resume").click()
-        expect(watcher).to_have_url(re.compile(r"/calls/"))
-        expect(patient.get_by_role("status")).to_have_text("You are in a consultation.")
-        wait_for_video_playing(patient, "video[data-participant]")
-        wait_for_video_playing(watcher, "video[data-participant]")
-        watcher.get_by_role("button", name="End call").click()
+        for resume_from in ("call page", "card"):
+            call.get_by_role("button", name="Hold Halyna Holding").click()
+            expect(patient.get_by_role("status")).to_have_text(
+                "You are on hold. Please stay on this page."
+            )
+            expect(patient.locator("video[data-participant]")).to_have_count(0)
+            expect(call.locator(patient_video)).to_have_count(0)
+            if resume_from == "call page":
+                call.get_by_role("button", name="Resume Halyna Holding").click()
+            else:
+                call.close()  # the clinician goes to the dashboard while the patient waits
+                call = clinician_context.new_page()
+                call.goto(f"{stack.url}/clinics/demo/waiting-area")
+                held = _card(call, "Halyna Holding")
+                expect(held).to_contain_text("On hold")
+                held.get_by_role("button", name="Resume").click()
+                expect(call).to_have_url(re.compile(r"/calls/"))
+            assert call.url == call_url, resume_from  # the same call
+            expect(patient.get_by_role("status")).to_have_text("You are in a consultation.")
+            wait_for_video_playing(patient, clinician_video)
+            wait_for_video_playing(call, patient_video)
+        call.get_by_role("button", name="End call").click()
         expect(patient.get_by_role("status")).to_have_text("Your consultation has ended.")
 
 
@@ -115,7 +138,12 @@ def test_a_message_to_one_patient_and_to_everyone_waiting(stack: Stack, browser:
 
         _card(dashboard, "Mykola Messaged").get_by_role("button", name="Send a message").click()
         dialog = dashboard.get_by_role("dialog", name="Message to Mykola Messaged")
-        dialog.get_by_label("Message").fill("The doctor is running <b>10 minutes</b> late.")
+        box = dialog.get_by_label("Message")
+        expect(dialog).to_contain_text("0 of 500 characters")
+        box.fill("x" * 501)  # a paste too long stops at the limit, and says so
+        assert len(box.input_value()) == 500
+        expect(dialog).to_contain_text("500 of 500 characters")
+        box.fill("The doctor is running <b>10 minutes</b> late.")
         dialog.get_by_role("button", name="Send").click()
         expect(first.get_by_role("alert")).to_have_text(
             "The doctor is running <b>10 minutes</b> late."  # plain text, never markup
@@ -404,3 +432,81 @@ def _place(status: str) -> int:
     found = re.search(r"number (\d+)", status)
     assert found, status
     return int(found.group(1))
+
+
+def test_the_dashboard_searches_sorts_marks_long_waits_and_logs_an_ended_call(
+    stack: Stack, browser: object
+) -> None:
+    """On a clinic of its own: "Search patients" filters the cards by name, "Sort by" orders
+    them by arrival or by name, a card is marked once its patient has waited 30 minutes, and a
+    call the clinician left without ending shows in the card's activity as ended."""
+    clinic = fresh_clinic(stack.database_url, "sorting", members=2)
+    watching, joining = clinic.members
+    names = ("Zoryana Sortova", "Andriy Sortenko", "Vasyl Leftbehind")
+    sockets = []
+    for name in names:  # each patient's page stays open (a page never opened times out)
+        first, last = name.split()
+        patient, _ = enter(
+            stack,
+            {"first_name": first, "last_name": last, "phone": "+380 44 000 3131"},
+            slug=clinic.slug,
+        )
+        sockets.append(Socket(stack, f"/c/{clinic.slug}/space/ws", patient))
+    # The first to arrive came 31 minutes ago.
+    client = stack.redis()
+    (long_ago,) = [
+        s
+        for s in client.zrange(keys.waiting_area(clinic.id), 0, -1)
+        if client.hget(keys.space(s), "last_name") == "Sortova"
+    ]
+    at = time.time() - 31 * 60
+    client.hset(keys.space(long_ago), "entered_at", repr(at))
+    client.zadd(keys.waiting_area(clinic.id), {long_ago: at})
+    try:
+        with people(browser, 1) as (context,):
+            dashboard = context.new_page()
+            sign_in(dashboard, stack, watching.email, watching.password)
+            dashboard.goto(f"{stack.url}/clinics/{clinic.slug}/waiting-area")
+            shown = dashboard.locator("[data-waiting-list] > li:not([hidden]) [data-name]")
+            expect(shown).to_have_text(list(names))  # by arrival
+            expect(dashboard.locator("[data-count]")).to_have_text("(3 waiting)")
+
+            long_wait = _card(dashboard, "Zoryana Sortova")
+            expect(long_wait.locator("[data-long-wait]")).to_have_text("Waiting over 30 minutes")
+            expect(long_wait.locator("[data-waited]")).to_have_text(re.compile(r"^3[12]:\d\d$"))
+            for recent in names[1:]:
+                expect(_card(dashboard, recent).locator("[data-long-wait]")).to_be_hidden()
+
+            dashboard.get_by_label("Sort by").select_option(label="Name")
+            expect(shown).to_have_text(sorted(names))
+            dashboard.get_by_label("Sort by").select_option(label="Arrival")
+            expect(shown).to_have_text(list(names))
+
+            search = dashboard.get_by_label("Search patients")
+            search.fill("sort")  # part of a name, any case
+            expect(shown).to_have_text(["Zoryana Sortova", "Andriy Sortenko"])
+            search.fill("ANDRIY")
+            expect(shown).to_have_text(["Andriy Sortenko"])
+            search.fill("3131")  # a phone number is not a name
+            expect(shown).to_have_count(0)
+            search.fill("")
+            expect(shown).to_have_text(list(names))
+
+            # Joined by a colleague whose call page never opens: past the grace period the
+            # patient waits again, and their card says the call ended and why.
+            member = signed_in(stack, joining.email, joining.password)
+            joined, _call, _url = join_from_dashboard(stack, member, "Leftbehind", clinic.slug)
+            joined.close()
+            card = _card(dashboard, "Vasyl Leftbehind")
+            expect(card.locator("[data-card-status]")).to_have_text(f"Being seen by {joining.name}")
+            expect(dashboard.locator("[data-count]")).to_have_text("(2 waiting)")
+            expect(card.locator("[data-card-status]")).to_have_text("Waiting", timeout=40_000)
+            card.get_by_text("Activity").click()
+            expect(card.locator("[data-activity] li")).to_have_count(3)
+            expect(card.locator("[data-activity] li").last).to_contain_text(
+                f"Call ended: the clinician left it ({joining.name}). Waiting again"
+            )
+    finally:
+        for socket in sockets:
+            socket.send({"type": "leave"})
+            socket.close()

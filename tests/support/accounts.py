@@ -90,3 +90,39 @@ def seed(database_url: str) -> None:
         assert other is not None
         session.add(Membership(user_id=roaming.id, clinic_id=other.id, role=Role.CLINICIAN))
     engine.dispose()
+
+
+@dataclass(frozen=True)
+class FreshClinic:
+    """A clinic made by one test, with members of its own: nobody else's patients, records or
+    settings reach it."""
+
+    id: int
+    slug: str
+    members: tuple[Account, ...]
+
+
+def fresh_clinic(
+    database_url: str, slug: str, members: int = 1, admin: bool = False, **settings: object
+) -> FreshClinic:
+    """A new clinic `slug` with `members` clinicians of its own (the first its admin when
+    `admin`) and these waiting-area settings (`show_estimate=True`, …), written straight to the
+    database."""
+    from shared.models import WaitingAreaSettings
+
+    accounts = tuple(
+        Account(f"{slug}-{i}@fresh.example", f"{slug}-password-{i}", f"Dr {slug.title()} {i}")
+        for i in range(members)
+    )
+    engine = make_engine(database_url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            clinic = create_clinic(session, slug, f"{slug.title()} Clinic")
+            for index, account in enumerate(accounts):
+                role = Role.ADMIN if admin and index == 0 else Role.CLINICIAN
+                create_user(session, account.email, account.password, account.name, slug, role)
+            session.add(WaitingAreaSettings(clinic_id=clinic.id, **settings))
+            clinic_id = clinic.id
+    finally:
+        engine.dispose()
+    return FreshClinic(clinic_id, slug, accounts)

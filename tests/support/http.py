@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -11,7 +12,7 @@ import requests
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.support.accounts import ADMIN
+from tests.support.accounts import ADMIN, Account
 from tests.support.stack import Stack
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -69,11 +70,11 @@ def enter(
 
 
 def join_from_dashboard(
-    stack: Stack, member: requests.Session, last_name: str
+    stack: Stack, member: requests.Session, last_name: str, slug: str = "demo"
 ) -> tuple[Socket, str, str]:
     """A clinician joins the waiting patient called `last_name` from the dashboard's socket;
     returns that socket, the call id and the call page's path."""
-    dashboard = Socket(stack, "/clinics/demo/waiting-area/ws", member)
+    dashboard = Socket(stack, f"/clinics/{slug}/waiting-area/ws", member)
     cards = dashboard.receive_type("waiting-area")["spaces"]
     space = next(c["id"] for c in cards if c["name"].endswith(last_name))
     dashboard.send({"type": "join", "space": space})
@@ -160,11 +161,17 @@ class Socket:
 
 def save_settings(stack: Stack, **changes: str) -> None:
     """Save the demo clinic's waiting-area settings as its admin would (the rest as they are)."""
-    admin = signed_in(stack, ADMIN.email, ADMIN.password)
-    page = admin.get(f"{stack.url}/clinics/demo/settings", timeout=10).text
+    save_clinic_settings(stack, "demo", ADMIN, changes)
+
+
+def save_clinic_settings(stack: Stack, slug: str, admin: Account, changes: dict[str, str]) -> None:
+    """Save a clinic's waiting-area settings as its admin would (the rest as they are)."""
+    session = signed_in(stack, admin.email, admin.password)
+    page = session.get(f"{stack.url}/clinics/{slug}/settings", timeout=10).text
+    name = re.search(r'name="name"[^>]* value="([^"]*)"', page)
     form = {
-        "csrf_token": csrf_token(admin, f"{stack.url}/clinics/demo/settings"),
-        "name": "Demo Clinic",
+        "csrf_token": csrf_token(session, f"{stack.url}/clinics/{slug}/settings"),
+        "name": html.unescape(name.group(1)) if name else "Demo Clinic",
         "time_zone": "UTC",
         "is_open": "true",
     }
@@ -173,5 +180,5 @@ def save_settings(stack: Stack, **changes: str) -> None:
             value = re.search(rf'name="{edge}_{day}" type="time" value="([^"]*)"', page)
             form[f"{edge}_{day}"] = value.group(1) if value else ""
     form.update(changes)
-    response = admin.post(f"{stack.url}/clinics/demo/settings", data=form, timeout=10)
+    response = session.post(f"{stack.url}/clinics/{slug}/settings", data=form, timeout=10)
     assert response.status_code == 200, response.text[:500]

@@ -16,7 +16,16 @@ from shared import keys
 from shared.clinic_settings import entry_fields
 from shared.estimates import typical_minutes
 from shared.models import Clinic, Membership
-from shared.protocol import Join, MessageAll, Remove, Resume, SendMessage, Transfer, WaitingArea
+from shared.protocol import (
+    MAX_PATIENT_MESSAGE,
+    Join,
+    MessageAll,
+    Remove,
+    Resume,
+    SendMessage,
+    Transfer,
+    WaitingArea,
+)
 from web import sock
 from web.auth import sessions
 from web.auth.views import claim_member_socket, may_still_act
@@ -55,6 +64,7 @@ def waiting_area(slug: str) -> str:
         transfer_to=[{"slug": c.slug, "name": c.name} for c in others],
         questions=questions,
         field_labels={"phone": _("Phone number"), **{q.key: q.label for q in questions}},
+        max_message=MAX_PATIENT_MESSAGE,
     )
 
 

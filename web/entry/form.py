@@ -68,10 +68,13 @@ def _field(question: EntryField) -> fields.Field:
     required = question.required
     messages = {"required": REQUIRED, "null": REQUIRED}
     if question.kind == FieldKind.NUMBER:
+        number = _l("Enter a number.")
+        # "nan", "inf" and "1e999" parse as floats: marshmallow's own (English) sentences for
+        # them would reach the patient otherwise.
         return fields.Float(
             required=required,
             allow_nan=False,
-            error_messages={**messages, "invalid": _l("Enter a number.")},
+            error_messages={**messages, "invalid": number, "special": number, "too_large": number},
         )
     if question.kind == FieldKind.DATE:
         return fields.Date(

@@ -193,12 +193,21 @@
   /* Dialogs: a message to one patient or to everyone waiting; a pre-filled patient link. */
   const messageDialog = document.querySelector("[data-dialog='message']");
   const messageForm = messageDialog.querySelector("[data-message-form]");
+  const messageText = messageForm.querySelector("textarea");
+  const messageCount = messageForm.querySelector("[data-message-count]");
   let messageTarget = null;
+  /* How much of the 500 characters is used: the box takes no more, and a longer paste is
+     seen to stop at the limit rather than cut off unnoticed. */
+  function countMessage() {
+    messageCount.textContent = fill(strings.messageCount, { count: messageText.value.length, max: config.maxMessage });
+  }
+  messageText.addEventListener("input", countMessage);
   function openMessage(space) {
     messageTarget = space ? space.id : null;
     messageDialog.querySelector("[data-message-heading]").textContent = space
       ? fill(strings.messageTo, { name: space.name }) : strings.messageAll;
     messageForm.reset();
+    countMessage();
     messageDialog.showModal();
   }
   messageForm.addEventListener("submit", (event) => {
