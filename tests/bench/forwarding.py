@@ -22,8 +22,9 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from shared import keys
+from shared.loadtest.media import MovingPicture
 from tests.support.accounts import CLINICIAN
-from tests.support.bots import Bot, MovingPicture
+from tests.support.bots import Bot
 from tests.support.http import Socket, enter, signed_in
 from tests.support.stack import Stack, running_stack
 
