@@ -46,6 +46,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         metrics_dir=args.metrics_dir,
+        announce=not args.child,
     )
     return 0
 
@@ -276,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder the web processes share their metrics in (default: a fresh one in the "
         "temp folder, removed at exit)",
     )
+    # One of the web processes of a `vidclinic web --workers N`: the parent said it all.
+    web.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     web.set_defaults(func=cmd_web)
 
     worker = sub.add_parser(
