@@ -224,7 +224,7 @@ class Patient:
             pass
         finally:
             if not self.finished.is_set() and not self._closing:
-                stats.error(f"patient socket closed by the server ({socket.close_reason()})")
+                self.run.closed_by_server("patient", socket)
             self.finished.set()
 
     async def leave(self) -> None:
@@ -328,6 +328,12 @@ class Dashboard:
                         self.spaces[card["name"]] = card["id"]
                         self._cards.notify_all()
                 elif kind == "waiting-area":
+                    # Patients who came before this dashboard opened are in its snapshot.
+                    async with self._cards:
+                        for card in message["spaces"]:
+                            if card["name"].startswith(prefix):
+                                self.spaces[card["name"]] = card["id"]
+                        self._cards.notify_all()
                     if not opened.done():
                         opened.set_result(None)
                 elif kind in ("joined", "error"):
@@ -338,7 +344,7 @@ class Dashboard:
             pass
         finally:
             if not self._closing:
-                stats.error(f"dashboard socket closed by the server ({socket.close_reason()})")
+                self.run.closed_by_server("dashboard", socket)
 
     async def space_of(self, name: str) -> str:
         """The space id of the patient called `name`, once its card has arrived."""
@@ -400,7 +406,7 @@ class Call:
                 patient.asked_at = time.monotonic()
                 await self.socket.send({"type": "add-to-call", "space": space})
         except (TimeoutError, ConnectionError, OSError, WebSocketException) as error:
-            stats.error(f"call not started ({error or type(error).__name__})")
+            stats.error(f"call not started ({str(error) or type(error).__name__})")
 
     async def _listen(self, socket: Socket) -> None:
         stats = self.run.stats
@@ -422,7 +428,7 @@ class Call:
             pass
         finally:
             if not self.finished.is_set() and not self._closing:
-                stats.error(f"call socket closed by the server ({socket.close_reason()})")
+                self.run.closed_by_server("call", socket)
             self.finished.set()
 
     def participants(self) -> list[tuple[Peer, float | None]]:
@@ -475,9 +481,16 @@ class Run:
         self.calls: list[Call] = []
         self.dashboards: list[Dashboard] = []
         self.started = time.monotonic()
+        #: Where the run is, named in errors: "during the ramp", "while holding", "at the end".
+        self.phase = "during the ramp"
         self._tasks: set[asyncio.Task[Any]] = set()
         #: RTP packets the calls' participants received in all, until the calls ended.
         self.packets_received = 0
+
+    def closed_by_server(self, who: str, socket: Socket) -> None:
+        """Count a socket the server ended unasked, with how and when."""
+        reason = socket.close_reason()
+        self.stats.error(f"{who} socket closed by the server ({reason}) {self.phase}")
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(work)
@@ -506,6 +519,7 @@ class Run:
                 await member.sign_in()
             await self._open_dashboards()
             await self._ramp(deadline)
+            self.phase = "while holding"
             await asyncio.sleep(max(0.0, deadline - time.monotonic()))
             measured_at = time.monotonic()
             media = self._media(measured_at)
@@ -568,6 +582,8 @@ class Run:
 
     async def _clean_up(self) -> None:
         """End the calls, let waiting patients leave, close every socket; bounded."""
+
+        self.phase = "at the end"
 
         async def everyone_leaves() -> None:
             await asyncio.gather(*(c.end() for c in self.calls))
