@@ -159,6 +159,8 @@ class Patient:
         self.peer = Peer(video_kbps=run.plan.video_kbps)
         self.connected = asyncio.Event()
         self.finished = asyncio.Event()
+        #: The page heard `ended` (not merely its socket closing).
+        self.ended = False
         self.asked_at: float | None = None
         self._listening: asyncio.Task[None] | None = None
         self._closing = False
@@ -216,6 +218,7 @@ class Patient:
                     self.peer.slots = {s["slot"]: s["participant"] for s in message["slots"]}
                 elif kind == "ended":
                     stats.ended += 1
+                    self.ended = True
                     self.finished.set()
                     return
                 elif kind == "error":
@@ -230,10 +233,11 @@ class Patient:
     async def leave(self) -> None:
         """Press Leave (a waiting patient) and wait for the page's "ended"."""
         if self.socket is not None and not self.finished.is_set():
-            with contextlib.suppress(WebSocketException, OSError):
+            with contextlib.suppress(WebSocketException, OSError, TimeoutError):
                 await self.socket.send({"type": "leave"})
                 await asyncio.wait_for(self.finished.wait(), WAIT)
-                self.run.stats.left += 1
+                if self.ended:
+                    self.run.stats.left += 1
 
     async def close(self) -> None:
         self._closing = True
