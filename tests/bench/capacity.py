@@ -256,6 +256,12 @@ def main() -> None:
         figures["CPU µs per forwarded track-second"] = per(
             call_cpu, tracks * call_s, call_s, baseline
         )
+        # What the web process logged as errors, if anything went wrong: the figures above
+        # count only what worked.
+        lines = (Path(root) / "web.log").read_text(errors="replace").splitlines()
+        errors = [line for line in lines if " ERROR " in line or "Traceback" in line]
+    if errors:
+        print("\nThe web process's errors:\n" + "\n".join(e[:2000] for e in errors[:5]))
     print("\nCapacity figures (CPU microseconds per unit; 1,000,000 = one core for a second):")
     for name, value in figures.items():
         print(f"  {name}: {value}")
