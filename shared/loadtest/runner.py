@@ -527,6 +527,10 @@ class Run:
             await asyncio.sleep(max(0.0, deadline - time.monotonic()))
             measured_at = time.monotonic()
             media = self._media(measured_at)
+            started = sum(1 for c in self.calls if c.call_id) * plan.participants
+            if self._receiving() < started:
+                missing = started - self._receiving()
+                self.stats.errors["call participants not receiving every other's media"] = missing
         finally:
             progress.cancel()
             await self._clean_up()
