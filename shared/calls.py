@@ -70,22 +70,25 @@ _TOUCH = """
 return redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[1], ARGV[2])
 """
 
-# KEYS: call, participants, people, set of open room calls, room call pointer prefix.
+# KEYS: call, participants, people, set of open room calls, room call pointer prefix, media.
 # ARGV: participant ('' to only forget the stale), stale before, call id.
-# Takes the participant out; a room call that is left empty ends here, atomically, so nobody
-# is admitted into a call that is being torn down. A sweep (no participant) ends an empty call
-# only once it has been open longer than a page has to come in.
+# Takes the participant out, with what their microphone and camera were; a room call that is
+# left empty ends here, atomically, so nobody is admitted into a call that is being torn down.
+# A sweep (no participant) ends an empty call only once it has been open longer than a page
+# has to come in.
 # Returns {people who left, ended (0/1), node id, kind, clinic id, room key}.
 _LEAVE = """
 local gone = 0
 if ARGV[1] ~= '' then
   gone = redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('HDEL', KEYS[6], ARGV[1])
 end
 local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[2])
 if #stale > 0 then
   redis.call('ZREM', KEYS[2], unpack(stale))
   redis.call('HDEL', KEYS[3], unpack(stale))
+  redis.call('HDEL', KEYS[6], unpack(stale))
 end
 gone = gone + #stale
 local call = redis.call('HMGET', KEYS[1], 'kind', 'clinic_id', 'room', 'node_id', 'started_at')
@@ -93,7 +96,7 @@ if not call[1] then return {gone, 0, '', '', '', ''} end
 -- A sweep leaves alone a call opened a moment ago: its first person is on their way in.
 local settled = ARGV[1] ~= '' or tonumber(call[5]) < tonumber(ARGV[2])
 if call[1] == 'room' and settled and redis.call('ZCARD', KEYS[2]) == 0 then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[6])
   redis.call('SREM', KEYS[4], ARGV[3])
   if call[4] then redis.call('SREM', '@NODE@' .. call[4] .. ':calls', ARGV[3]) end
   redis.call('ZREM', '@UNPLACED@', ARGV[3])
@@ -204,6 +207,7 @@ class CallPresence:
                 keys.call_people(call_id),
                 keys.ROOM_CALLS,
                 keys.room_call(""),
+                keys.call_media(call_id),
             ],
             args=[participant, repr(time.time() - PRESENCE_STALE), call_id],
         )

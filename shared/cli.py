@@ -46,6 +46,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         metrics_dir=args.metrics_dir,
+        announce=not args.child,
     )
     return 0
 
@@ -134,6 +135,45 @@ def cmd_media_drain(args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"vidclinic: error: no live media node {', '.join(unknown)}")
     return 0
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from shared.loadtest.runner import Plan, PlanError, Staff, run
+
+    emails = args.staff_email or [
+        e.strip() for e in os.environ.get("VIDCLINIC_LOADTEST_EMAIL", "").split(",") if e.strip()
+    ]
+    password = args.staff_password or os.environ.get("VIDCLINIC_LOADTEST_PASSWORD", "")
+    if emails and not password:
+        raise SystemExit(
+            "vidclinic: error: the staff accounts need a password: VIDCLINIC_LOADTEST_PASSWORD "
+            "(or --staff-password)"
+        )
+    answers = []
+    for answer in args.answer:
+        key, sep, value = answer.partition("=")
+        if not sep:
+            raise SystemExit(f"vidclinic: error: --answer {answer!r} is not KEY=VALUE")
+        answers.append((key, value))
+    try:
+        plan = Plan(
+            url=args.url,
+            clinic=args.clinic,
+            patients=args.patients,
+            dashboards=args.dashboards,
+            calls=args.calls,
+            participants=args.participants,
+            rate=args.rate,
+            duration=args.duration,
+            staff=tuple(Staff(e, password) for e in emails),
+            sockets_per_user=args.sockets_per_user,
+            video_kbps=args.video_kbps,
+            answers=tuple(answers),
+            allow_remote=args.allow_remote,
+        )
+    except PlanError as refused:
+        raise SystemExit(f"vidclinic: error: {refused}") from None
+    return run(plan, json_path=args.json or "")
 
 
 def _database_url() -> str:
@@ -264,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder the web processes share their metrics in (default: a fresh one in the "
         "temp folder, removed at exit)",
     )
+    # One of the web processes of a `vidclinic web --workers N`: the parent said it all.
+    web.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     web.set_defaults(func=cmd_web)
 
     worker = sub.add_parser(
@@ -293,6 +335,65 @@ def build_parser() -> argparse.ArgumentParser:
     )
     drain.add_argument("nodes", nargs="+", metavar="node", help="a media node's id")
     drain.set_defaults(func=cmd_media_drain)
+
+    load = sub.add_parser(
+        "loadtest",
+        help="simulate patients, dashboards and calls against a running deployment",
+        description="Simulate waiting patients, signed-in dashboards and calls with synthetic "
+        "media against a running deployment, through its pages and sockets as browsers use "
+        "them; print a live line and a report, clean up, and stop after --duration. Staff "
+        "accounts: --staff-email (repeatable) or VIDCLINIC_LOADTEST_EMAIL (comma-separated), "
+        "the password in VIDCLINIC_LOADTEST_PASSWORD (or --staff-password).",
+    )
+    load.add_argument("url", help="the deployment's address, e.g. http://127.0.0.1:8000")
+    load.add_argument("--clinic", default="demo", help="clinic slug (default demo)")
+    load.add_argument("--patients", type=int, default=20, help="waiting patients (default 20)")
+    load.add_argument("--dashboards", type=int, default=0, help="open dashboards (default 0)")
+    load.add_argument("--calls", type=int, default=0, help="consultations (default 0)")
+    load.add_argument(
+        "--participants",
+        type=int,
+        default=2,
+        help="people in each call: a clinician and the rest patients (2-6, default 2)",
+    )
+    load.add_argument(
+        "--rate", type=float, default=5, help="patients entering per second (default 5)"
+    )
+    load.add_argument(
+        "--duration",
+        type=float,
+        default=60,
+        help="seconds until everyone leaves, ramp included (default 60, at most 3600)",
+    )
+    load.add_argument(
+        "--staff-email", action="append", default=[], help="a staff account (repeatable)"
+    )
+    load.add_argument(
+        "--staff-password", help="the staff accounts' password (VIDCLINIC_LOADTEST_PASSWORD)"
+    )
+    load.add_argument(
+        "--sockets-per-user",
+        type=int,
+        default=8,
+        help="the deployment's VIDCLINIC_SOCKETS_PER_USER (default 8)",
+    )
+    load.add_argument(
+        "--answer",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an answer to one of the clinic's own entry questions (repeatable)",
+    )
+    load.add_argument(
+        "--video-kbps", type=int, default=500, help="each participant's video (default 500)"
+    )
+    load.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    load.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a target that is not on this machine (loopback only without it)",
+    )
+    load.set_defaults(func=cmd_loadtest)
 
     db = sub.add_parser("db", help="database chores")
     db_sub = db.add_subparsers(dest="db_command", required=True, parser_class=OneLineParser)

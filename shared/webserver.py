@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from shared import logs
+from shared.addresses import loopback_host
 from shared.config import Settings
 from shared.metrics import MULTIPROC_VARIABLE
 
@@ -42,8 +44,33 @@ class _Gunicorn(BaseApplication):
         return app
 
 
+log = logging.getLogger(__name__)
+
+
+def secure_context_warning(settings: Settings, host: str) -> str | None:
+    """What to tell an operator who serves plain HTTP beyond this machine, or None.
+
+    Browsers give a page camera and microphone only in a secure context: https://, or
+    http://localhost and 127.0.0.1. Reached over plain HTTP at any other address, every page
+    loads and no call has media. VIDCLINIC_SECURE_COOKIES says TLS is terminated in front.
+    """
+    if settings.secure_cookies or loopback_host(host, resolve=False):
+        return None
+    return (
+        f"serving plain HTTP on {host or 'every address'} without VIDCLINIC_SECURE_COOKIES: "
+        "browsers give camera and microphone only to https:// pages (or http://localhost), so "
+        "people reaching this address over plain HTTP get no video or sound. Put a TLS proxy "
+        "in front and set VIDCLINIC_SECURE_COOKIES=true (see infra/README.md, Web behind TLS)"
+    )
+
+
 def serve(
-    settings: Settings, host: str, port: int, workers: int, metrics_dir: str | None = None
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    metrics_dir: str | None = None,
+    announce: bool = True,
 ) -> None:
     """Run `workers` web processes on one port until SIGINT or SIGTERM.
 
@@ -56,10 +83,14 @@ def serve(
     mode), so a scrape that reaches any of them answers for all; without one, a fresh folder
     is made, and removed at the end (figures of an earlier run must not be added in).
     """
+    warning = secure_context_warning(settings, host) if announce else None
+    if warning:
+        logs.configure(settings, "web")
+        log.warning(warning)
     if metrics_dir is None:
         metrics_dir = tempfile.mkdtemp(prefix="vidclinic-web-metrics-")
         try:
-            serve(settings, host, port, workers, metrics_dir)
+            serve(settings, host, port, workers, metrics_dir, announce=False)
         finally:
             shutil.rmtree(metrics_dir, ignore_errors=True)
         return
@@ -68,7 +99,7 @@ def serve(
     if workers == 1:
         _serve_one(settings, host, port)
         return
-    command = [sys.executable, "-m", "shared.cli", "web", "--workers", "1"]
+    command = [sys.executable, "-m", "shared.cli", "web", "--workers", "1", "--child"]
     children = [
         subprocess.Popen(
             [*command, "--host", host, "--port", str(port), "--metrics-dir", metrics_dir]

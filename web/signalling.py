@@ -364,7 +364,9 @@ class SocketSession:
         if self._ends is not None:
             self._ends.cancel()
         relay = self._relay
-        if relay is not None and relay is not threading.current_thread():
+        # A relay made but not yet started (starting one yields under gevent) cannot be joined;
+        # once it starts it finds the socket closed and drops what is queued.
+        if relay is not None and relay is not threading.current_thread() and relay.is_alive():
             relay.join(timeout=2)
         for channel in self._channels:
             self._hub.unsubscribe(channel, self.deliver)

@@ -136,7 +136,7 @@ def test_a_message_to_one_patient_and_to_everyone_waiting(stack: Stack, browser:
         enter_as_patient(first, stack, "Mykola", "Messaged", "+380 44 000 3333")
         enter_as_patient(second, stack, "Nadiia", "Notified", "+380 44 000 4444")
 
-        _card(dashboard, "Mykola Messaged").get_by_role("button", name="Send a message").click()
+        _card(dashboard, "Mykola Messaged").get_by_role("button", name="Send message").click()
         dialog = dashboard.get_by_role("dialog", name="Message to Mykola Messaged")
         box = dialog.get_by_label("Message")
         expect(dialog).to_contain_text("0 of 500 characters")

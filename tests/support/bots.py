@@ -1,89 +1,31 @@
 """aiortc "bots": participants that speak to a media node straight through Redis.
 
 They offer exactly what a browser offers (own audio and video, then five receive-only slot
-pairs), send synthetic media, and count what they receive per slot.
+pairs: `shared.loadtest.peer`), send synthetic media that aiortc encodes, and count the frames
+they decode per slot. The load tester's participants (`vidclinic loadtest`) are their
+counterpart that signals through the web's sockets, as a browser does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import secrets
 import time
 from dataclasses import dataclass, field
 
-import numpy
 import redis.asyncio as aioredis
-from aiortc import (
-    MediaStreamTrack,
-    RTCBundlePolicy,
-    RTCConfiguration,
-    RTCPeerConnection,
-    RTCRtpSender,
-    RTCSessionDescription,
-)
-from aiortc.mediastreams import AUDIO_PTIME, VIDEO_CLOCK_RATE, VIDEO_PTIME
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import is_rtcp
-from av import AudioFrame, VideoFrame
 
 from media.ice import use_host_addresses
 from shared import keys
-from shared.protocol import SLOT_COUNT, Answer, NodeLeave, NodeOffer, Slots, decode
+from shared.loadtest.media import MovingPicture, Tone
+from shared.loadtest.peer import offering_connection
+from shared.protocol import Answer, NodeLeave, NodeOffer, Slots, decode
 
 # Bots stay on loopback, like everything a test sends.
 use_host_addresses(("127.0.0.1",))
-
-
-class MovingPicture(MediaStreamTrack):
-    """A small video whose content changes every frame (so frames really differ)."""
-
-    kind = "video"
-
-    def __init__(self, width: int = 320, height: int = 240) -> None:
-        super().__init__()
-        self._start: float | None = None
-        self._count = 0
-        self._size = (height, width)
-
-    async def recv(self) -> VideoFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        self._count += 1
-        await asyncio.sleep(max(0.0, self._start + self._count * VIDEO_PTIME - time.monotonic()))
-        image = numpy.zeros((*self._size, 3), numpy.uint8)
-        image[:, :, 1] = (self._count * 7) % 255
-        image[: self._count % self._size[0], :, 0] = 200
-        frame = VideoFrame.from_ndarray(image, format="bgr24")
-        frame.pts = int(self._count * VIDEO_PTIME * VIDEO_CLOCK_RATE)
-        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
-        return frame
-
-
-class Tone(MediaStreamTrack):
-    """A 440 Hz tone in 20 ms frames."""
-
-    kind = "audio"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._start: float | None = None
-        self._samples = 0
-
-    async def recv(self) -> AudioFrame:
-        rate = 48000
-        per_frame = int(AUDIO_PTIME * rate)
-        if self._start is None:
-            self._start = time.monotonic()
-        await asyncio.sleep(max(0.0, self._start + self._samples / rate - time.monotonic()))
-        t = (numpy.arange(per_frame) + self._samples) / rate
-        pcm = (numpy.sin(2 * numpy.pi * 440 * t) * 8000).astype(numpy.int16).reshape(1, -1)
-        frame = AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = rate
-        frame.pts = self._samples
-        frame.time_base = fractions.Fraction(1, rate)
-        self._samples += per_frame
-        return frame
 
 
 def _lose_packets(pc: RTCPeerConnection, sent: int, received: int) -> None:
@@ -134,19 +76,8 @@ class Bot:
 
     async def join(self, timeout: float = 15.0) -> None:
         """Offer, wait for the node's answer, then count what each slot receives."""
-        pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        )
+        pc = offering_connection(Tone(), MovingPicture(), self.prefer_video)
         self.pc = pc
-        pc.addTransceiver(Tone(), direction="sendonly")
-        video = pc.addTransceiver(MovingPicture(), direction="sendonly")
-        codecs = RTCRtpSender.getCapabilities("video").codecs
-        video.setCodecPreferences(
-            sorted(codecs, key=lambda c: c.mimeType.lower() != f"video/{self.prefer_video.lower()}")
-        )
-        for _ in range(SLOT_COUNT):
-            pc.addTransceiver("audio", direction="recvonly")
-            pc.addTransceiver("video", direction="recvonly")
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:

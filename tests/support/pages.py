@@ -150,8 +150,10 @@ FOCUS = """() => {
     outlineWidth: parseFloat(style.outlineWidth),
     outlineColor: style.outlineColor,
     background: getComputedStyle(document.documentElement).backgroundColor,
-    onScreen: box.width > 0 && box.height > 0 && box.top >= 0 && box.left >= 0
-      && box.bottom <= innerHeight && box.right <= innerWidth,
+    // Within a pixel: the browser scrolls a focused element into view to the nearest whole
+    // pixel, and its box may end a fraction beyond (667.16 in a 667 px window).
+    onScreen: box.width > 0 && box.height > 0 && box.top >= -1 && box.left >= -1
+      && box.bottom <= innerHeight + 1 && box.right <= innerWidth + 1,
   };
 }"""
 

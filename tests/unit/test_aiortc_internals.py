@@ -10,8 +10,8 @@ from aiortc.rtp import RtpPacket
 
 from media import instrumentation
 from media.tap import check_internals, tap_receiver
+from shared.loadtest.media import MovingPicture
 from tests.support.aio import run
-from tests.support.bots import MovingPicture
 
 
 def test_the_internals_the_node_relies_on_exist() -> None:

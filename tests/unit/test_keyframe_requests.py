@@ -23,9 +23,9 @@ from av import VideoFrame
 
 from media.ice import use_host_addresses
 from media.participant import Participant
+from shared.loadtest.media import MovingPicture, Tone
 from shared.protocol import SLOT_COUNT
 from tests.support.aio import run
-from tests.support.bots import MovingPicture, Tone
 
 
 class HeldCamera(MediaStreamTrack):

@@ -371,8 +371,10 @@ def space_socket(ws: Socket, slug: str) -> None:
                 reason = (
                     CloseReason.PATIENT_LEFT if current.started_at else CloseReason.LEFT_WAITING
                 )
-                end_consultation(services.ending, space_id, reason)
+                # Told first: once the space is gone, this process's presence tick may close
+                # the socket before a later send (1 leave in 70 in a 500-patient load test).
                 session.send(Ended(reason=reason.value))
+                end_consultation(services.ending, space_id, reason)
                 break
             elif isinstance(message, Leaving) and current.status in (WAITING, ON_HOLD):
                 leaving.set()
