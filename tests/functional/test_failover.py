@@ -291,3 +291,30 @@ def test_a_media_host_cut_off_for_30_s_loses_the_call_to_another_within_5_s(
         visit.assert_the_same_consultation()
         for page in visit.pages.values():
             wait_for_video_playing(page, "video[data-participant]")
+
+
+SELECTED_REMOTE = """async () => {
+  const stats = await window.vidclinicCall.pc.getStats();
+  let pair = null;
+  stats.forEach((r) => {
+    if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded") pair = r;
+  });
+  return pair ? stats.get(pair.remoteCandidateId).address : null;
+}"""
+
+
+def test_consultations_across_hosts_spread_over_both_nodes_with_media_straight_to_them(
+    spread: Spread,
+) -> None:
+    """As an operator deploys it (web, worker and beat, and two media nodes on hosts of their
+    own): two consultations at once land on different media nodes, and each browser's media
+    goes straight to its node's host address, not through the web host."""
+    with (
+        consultation(spread, "Spread-one") as first,
+        consultation(spread, "Spread-two") as second,
+    ):
+        assert {first.node(), second.node()} == set(NODES)
+        for visit in (first, second):
+            address = spread.media[visit.node()].address
+            for page in visit.pages.values():
+                assert page.evaluate(SELECTED_REMOTE) == address
