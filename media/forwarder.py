@@ -46,9 +46,14 @@ SPEAKING_HOLD = 1.0
 MIN_VIDEO_BITRATE = 150_000
 MAX_VIDEO_BITRATE = 600_000
 ADVICE_STEP = 0.15
-#: Seconds a subscriber's estimate counts for: one that stopped reporting no longer holds the
-#: publisher down.
+#: Seconds a subscriber's estimate counts for: one that stopped losing packets no longer holds
+#: the publisher down.
 ESTIMATE_TTL = 10.0
+#: A receiver report's fraction lost (of 256) above which a subscriber cannot take the rate it
+#: gets: 5 %.
+LOSSY = 12
+#: Seconds a subscriber's REMB counts for, when its loss asks what it can take.
+REMB_TTL = 5.0
 
 
 class SlotSender(Protocol):
@@ -221,6 +226,8 @@ class SlotForwarder:
         self._first_seq = 0
         self._seq_offset = 0
         self._ts_offset = 0
+        #: The subscriber's last REMB (bits per second) and when it came.
+        self._remb: tuple[int, float] | None = None
         #: The highest sequence number and its timestamp sent in this slot's stream, and when.
         self._last_seq: int | None = None
         self._last_ts = 0
@@ -250,8 +257,13 @@ class SlotForwarder:
             self._source.request_keyframe()
 
     def on_feedback(self, packet: AnyRtcpPacket) -> None:
-        """What the subscriber reports of this stream: REMB is its estimate of what it can take;
-        a receiver report's loss lowers what it took so far."""
+        """What the subscriber reports of this stream. Loss in its receiver reports says it
+        cannot take what it gets; it can then take what its REMB estimates (or less, as lost).
+
+        REMB alone does not lower the publisher: a browser's estimate starts low and climbs
+        while the stream arrives whole, and capping at it would keep every call start at the
+        floor. Loss is the sign that the estimate is the limit.
+        """
         if self._source is None or self.kind != "video":
             return
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
@@ -260,12 +272,15 @@ class SlotForwarder:
             except ValueError:
                 return
             if self.sender.ssrc in ssrcs:
-                self._source.estimate(self, bitrate)
+                self._remb = (bitrate, time.monotonic())
         elif isinstance(packet, RtcpRrPacket):
             for report in packet.reports:
-                if report.ssrc == self.sender.ssrc and report.fraction_lost > 25:  # > 10 %
-                    lost = report.fraction_lost / 256
-                    self._source.estimate(self, int(MAX_VIDEO_BITRATE * (1 - 2 * lost)))
+                if report.ssrc != self.sender.ssrc or report.fraction_lost <= LOSSY:
+                    continue
+                took = int(MAX_VIDEO_BITRATE * (1 - report.fraction_lost / 256))
+                if self._remb is not None and time.monotonic() - self._remb[1] < REMB_TTL:
+                    took = min(took, self._remb[0])
+                self._source.estimate(self, took)
 
     async def forward(self, packet: RtpPacket, keyframe: bool, ntp_time: int) -> None:
         """Send one of the publisher's packets in this slot's stream."""

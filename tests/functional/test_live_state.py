@@ -244,7 +244,7 @@ def test_checks_are_bounded_take_at_most_half_a_node_and_end_once(live: LiveStat
     first = checks.open(1, seconds=30, at_once=2)
     assert live.redis.hget(keys.call(first), "kind") == "check"
     assert live.allocate_node(first, NODE_SHARE, wait=False) is None  # half is kept for calls
-    _register(live, "quiet", load=29, capacity=60)
+    _register(live, "quiet", load=28, capacity=60)  # a check is two connections: 30 of 60
     assert live.allocate_node(first, NODE_SHARE, wait=False) == "quiet"
     second = checks.open(1, seconds=30, at_once=2)
     with pytest.raises(ChecksBusy):

@@ -53,7 +53,9 @@ def test_a_short_outage_while_waiting_and_in_a_call_keeps_the_space_place_and_ca
         enter_as_patient(patient, via(stack, outage), "Olena", "Offline", "+380 44 111 2233")
         card = _card(dashboard, "Olena Offline")
         expect(card).to_contain_text("Waiting")
-        expect(card).not_to_contain_text("Reconnecting")
+        # Connected before the cut (on a busy machine the page's socket may come a moment
+        # after its card): a page that never connected is not "reconnecting".
+        expect(card).not_to_contain_text("Not connected")
         space_id = card.get_attribute("data-space")
 
         outage.cut()

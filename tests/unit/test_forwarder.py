@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import asyncio
 
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtpPacket,
+    pack_remb_fci,
+)
 
 from media.forwarder import (
     CLOCK_RATE,
@@ -211,7 +218,24 @@ def _remb(bitrate: int) -> RtcpPsfbPacket:
     )
 
 
+def _report(lost: float) -> RtcpRrPacket:
+    """A subscriber's receiver report of the slot's stream, `lost` of its packets missing."""
+    info = RtcpReceiverInfo(
+        ssrc=FakeSender.ssrc,
+        fraction_lost=int(lost * 256),
+        packets_lost=0,
+        highest_sequence=0,
+        jitter=0,
+        lsr=0,
+        dlsr=0,
+    )
+    return RtcpRrPacket(ssrc=1, reports=[info])
+
+
 def test_the_weakest_subscriber_caps_the_publishers_video() -> None:
+    """A subscriber that loses packets holds the publisher down to what it can take (its REMB);
+    one whose estimate is low but loses nothing does not (browsers' estimates start low)."""
+
     async def scenario() -> None:
         advised: list[int] = []
         publication = Publication("video", 555, lambda: True, advised.append)
@@ -219,17 +243,21 @@ def test_the_weakest_subscriber_caps_the_publishers_video() -> None:
         weak = SlotForwarder("video", FakeSender)
         for slot in (strong, weak):
             slot.attach(publication)
-        strong.on_feedback(_remb(2_000_000))
-        assert advised == []  # nobody is short of what the publisher sends
+        strong.on_feedback(_remb(200_000))  # a browser's estimate at the start of a call
+        strong.on_feedback(_report(0.01))
+        assert advised == []  # nothing lost: nobody is short of what the publisher sends
         weak.on_feedback(_remb(300_000))
+        weak.on_feedback(_report(0.2))
         assert advised == [300_000]
-        weak.on_feedback(_remb(310_000))  # within the step: the publisher is not told again
+        weak.on_feedback(_report(0.2))  # the same again: the publisher is not told twice
         assert advised == [300_000]
         weak.on_feedback(_remb(50_000))
+        weak.on_feedback(_report(0.3))
         assert advised[-1] == MIN_VIDEO_BITRATE  # never below a picture worth sending
-        weak.attach(None)  # the weak subscriber leaves: the strong one holds the cap no longer
+        weak.attach(None)  # the weak subscriber leaves: it holds the cap down no longer
         strong.on_feedback(_remb(2_000_000))
-        assert advised[-1] == MAX_VIDEO_BITRATE
+        strong.on_feedback(_report(0.2))  # a fifth lost, but its estimate is high
+        assert advised[-1] == int(MAX_VIDEO_BITRATE * (1 - 51 / 256))
 
     run(scenario())
 
