@@ -17,7 +17,7 @@ if [ ! -x .venv/bin/python ]; then
   fi
   echo "Making a virtualenv in .venv and installing vidclinic (the first time takes a minute or two)..."
   "$python" -m venv .venv
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1
 fi
 # pip's own chatter (warnings about ignored locations, build back-ends' banners) goes to a log,
 # shown only if the installation fails: a newcomer's screen keeps what vidclinic prints.
