@@ -46,7 +46,12 @@ def sweep_waiting_areas(task: VidclinicTask) -> int:
     return ended
 
 
-@shared_task(name=REAP_MEDIA_NODES, bind=True)
+# Acknowledged at once, not late: beat sends the next one a heartbeat later anyway, and a
+# message left unacknowledged every half second meant one was always in flight when Redis went
+# away — kombu 5.7 then tries to restore it through a transport it has already closed, and the
+# worker dies ("Unrecoverable error: 'NoneType' object has no attribute 'hostname'"; seen in a
+# Redis restart in CI).
+@shared_task(name=REAP_MEDIA_NODES, bind=True, acks_late=False, reject_on_worker_lost=False)
 def reap_media_nodes(task: VidclinicTask) -> list[str]:
     """Move the calls of media nodes that stopped heartbeating to live ones, and place calls
     that wait for a node once one has room; returns the ids of the nodes found dead.
