@@ -48,11 +48,20 @@ class ChannelHub:
         self._reader: threading.Thread | None = None
 
     def subscribe(self, channel: str, listener: Listener) -> None:
-        """Deliver the channel's messages to `listener` from now on."""
+        """Deliver the channel's messages to `listener` from now on.
+
+        If the connection is lost before Redis confirms, the listener hears (channel, None), as
+        every listener does then, and this returns.
+        """
         with self._lock:
             if self._reader is None:
                 self._reader = threading.Thread(target=self._read, name="channel-hub", daemon=True)
                 self._reader.start()
+            if not self._listeners and not self._pubsub.subscribed:
+                # Nothing reads a connection with no subscriptions, so one left idle may have
+                # died unnoticed (Redis restarted meanwhile): a SUBSCRIBE written into it is
+                # never confirmed. The pool checks the connection it hands out instead.
+                self._pubsub.reset()
             confirmed = self._confirmed.get(channel)
             if confirmed is None:
                 confirmed = threading.Event()
@@ -110,6 +119,7 @@ class ChannelHub:
         with self._lock:
             lost = [(c, tuple(ls)) for c, ls in self._listeners.items()]
             self._listeners.clear()
+            pending = list(self._confirmed.values())
             self._confirmed.clear()
             with contextlib.suppress(RedisError):
                 self._pubsub.close()
@@ -117,4 +127,6 @@ class ChannelHub:
         for channel, listeners in lost:
             for listener in listeners:
                 listener(channel, None)
+        for confirmed in pending:
+            confirmed.set()  # a subscriber still waiting returns: its listener has heard
         time.sleep(0.5)
