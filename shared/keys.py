@@ -32,6 +32,16 @@ def space_token(token_hash: str) -> str:
     return f"{PREFIX}:space-token:{token_hash}"
 
 
+def ended_space_token(token_hash: str) -> str:
+    """STRING: why the space a patient's token opened ended (a reason, nothing personal), for
+    ENDED_TOKEN_TTL: a page that reconnects after its consultation ended says why it did."""
+    return f"{PREFIX}:ended-token:{token_hash}"
+
+
+#: Seconds an ended space's reason is kept: longer than a page's reconnection attempts last.
+ENDED_TOKEN_TTL = 3600
+
+
 def waiting_area(clinic_id: int) -> str:
     """ZSET: the clinic's patient spaces, scored by the time each patient entered."""
     return f"{PREFIX}:clinic:{clinic_id}:waiting-area"

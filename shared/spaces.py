@@ -227,10 +227,11 @@ if call_id then
 end
 """.replace("@NODE@", keys.media_node("")).replace("@UNPLACED@", keys.UNPLACED_CALLS)
 
-# KEYS: space, space token, waiting area, activity, messages. ARGV: space id, the token hash
-# read before, the call key prefix. The call is read inside the script: a clinician joining at
-# the same moment cannot leave a call behind. The call ends with its last space. Returns the
-# space's last hash and, when its call ended, the call's node, or nothing if already gone.
+# KEYS: space, space token, waiting area, activity, messages, ended token. ARGV: space id, the
+# token hash read before, the call key prefix, the reason, the ended token's TTL. The call is
+# read inside the script: a clinician joining at the same moment cannot leave a call behind.
+# The call ends with its last space. Returns the space's last hash and, when its call ended, the
+# call's node, or nothing if already gone.
 _END = (
     """
 if redis.call('HGET', KEYS[1], 'token_hash') ~= ARGV[2] then return false end
@@ -241,6 +242,7 @@ local call_id = redis.call('HGET', KEYS[1], 'call_id')
     + """
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[4], KEYS[5])
 redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('SET', KEYS[6], ARGV[4], 'EX', ARGV[5])
 return {node, space}
 """
 )
@@ -422,6 +424,13 @@ class Spaces:
             return None
         space_id = self.redis.get(keys.space_token(hash_token(token)))
         return self.get(space_id) if space_id else None
+
+    def ended_for_token(self, token: str) -> str | None:
+        """Why the space a patient's token opened ended, if it did within ENDED_TOKEN_TTL."""
+        if not token or len(token) > 128:
+            return None
+        reason: str | None = self.redis.get(keys.ended_space_token(hash_token(token)))
+        return reason
 
     def status(self, space_id: str) -> str | None:
         """Where the patient is (waiting, in-call, on-hold), or None when the space is gone."""
@@ -645,8 +654,9 @@ class Spaces:
                 keys.waiting_area(int(clinic_id)),
                 keys.space_activity(space_id),
                 keys.space_messages(space_id),
+                keys.ended_space_token(token_hash),
             ],
-            args=[space_id, token_hash, keys.call("")],
+            args=[space_id, token_hash, keys.call(""), reason.value, keys.ENDED_TOKEN_TTL],
         )
         if not result:
             return None

@@ -15,10 +15,14 @@ from dataclasses import replace
 
 from playwright.sync_api import Page, expect
 
+from shared import keys
+from shared.tokens import hash_token
 from tests.support.accounts import CLINICIAN
+from tests.support.http import Socket, enter
 from tests.support.outage import Outage
 from tests.support.pages import enter_as_patient, new_context, sign_in, wait_for_video_playing
 from tests.support.stack import Stack
+from web.entry.views import SPACE_COOKIE
 from web.signalling import LEAVE_GRACE
 
 GRACE = 8
@@ -110,6 +114,12 @@ def test_an_outage_past_the_grace_period_removes_the_patient_and_says_so(
         expect(dashboard.locator("[data-announce]")).to_have_text(
             "Vasyl Vanishing has left the waiting area."
         )
+        # Back online, the patient's page learns why, rather than only that it is refused.
+        outage.restore()
+        expect(patient.get_by_role("status")).to_have_text(
+            "Your visit has ended because this page was not connected for a while.",
+            timeout=30_000,
+        )
     finally:
         clinician_context.close()
         patient_context.close()
@@ -163,3 +173,30 @@ KEPT_PC = """() => {
   const pc = window.vidclinicCall.pc;
   return { same: pc === window.__kept, sdp: pc.localDescription.sdp, state: pc.connectionState };
 }"""
+
+
+def test_a_socket_opened_after_the_consultation_ended_is_told_why(stack: Stack) -> None:
+    """The end may close a page's socket before its relay sends the news (CI saw a patient's
+    page reconnect and say only the generic sentence): the next socket of that token is told
+    the reason. The record is the reason alone, under the token's hash."""
+    patient, _ = enter(
+        stack, {"first_name": "Olena", "last_name": "Onceagain", "phone": "+380 44 111 6677"}
+    )
+    first = Socket(stack, "/c/demo/space/ws", patient)
+    first.send({"type": "leave"})
+    assert first.receive_type("ended")["reason"] == "left-waiting"
+    first.close()
+    again = Socket(stack, "/c/demo/space/ws", patient)
+    try:
+        assert again.receive_type("ended")["reason"] == "left-waiting"
+    finally:
+        again.close()
+    token = patient.cookies.get(SPACE_COOKIE)
+    assert token
+    assert stack.redis().get(keys.ended_space_token(hash_token(token))) == "left-waiting"
+    unknown = {"Cookie": f"{SPACE_COOKIE}=not-a-token-of-anyone"}
+    refused = Socket(stack, "/c/demo/space/ws", headers=unknown)
+    try:
+        assert refused.receive_type("error")["code"] == "forbidden"
+    finally:
+        refused.close()

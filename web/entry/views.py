@@ -267,7 +267,17 @@ def space_socket(ws: Socket, slug: str) -> None:
     Services.release_db()
     session = services.socket_session(ws)
     if space is None:
-        session.error("forbidden", _("This waiting space is closed."))
+        # A page that lost its socket as the consultation ended (the end may close the socket
+        # before the relay sends the news) is told why, not merely refused.
+        ended = (
+            spaces.ended_for_token(request.cookies.get(SPACE_COOKIE, ""))
+            if clinic is not None and same_origin()
+            else None
+        )
+        if ended is not None:
+            session.send(Ended(reason=ended))
+        else:
+            session.error("forbidden", _("This waiting space is closed."))
         session.close_socket()
         return
     space_id, participant = space.id, space.participant_id
