@@ -12,20 +12,18 @@ from playwright.sync_api import Page, expect
 
 from tests.support.accounts import CLINICIAN, OTHER_CLINICIAN
 from tests.support.http import Socket, enter
-from tests.support.pages import enter_as_patient, new_context, sign_in, wait_for_video_playing
+from tests.support.pages import (
+    enter_as_patient,
+    new_context,
+    patient_card,
+    sign_in,
+    wait_for_video_playing,
+)
 from tests.support.stack import Stack, another_web
 
 GRACE = 8  # VIDCLINIC_PATIENT_GRACE of the test stack
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-
-
-def _card(page: Page, name: str):  # type: ignore[no-untyped-def]
-    return (
-        page.get_by_role("list", name="Waiting patients")
-        .get_by_role("listitem")
-        .filter(has_text=name)
-    )
 
 
 def test_a_patient_whose_page_is_not_connected_shows_so_and_one_who_closes_it_leaves_at_once(
@@ -40,14 +38,14 @@ def test_a_patient_whose_page_is_not_connected_shows_so_and_one_who_closes_it_le
         enter(
             stack, {"first_name": "Nadia", "last_name": "Neveropened", "phone": "+380 44 101 0101"}
         )
-        never = _card(dashboard, "Nadia Neveropened")
+        never = patient_card(dashboard, "Nadia Neveropened")
         expect(never).to_contain_text(re.compile(r"Not connected — 0:0\d"))
         expect(never).not_to_contain_text("Reconnecting")
         expect(never).to_have_count(0, timeout=(GRACE + 15) * 1000)  # removed after the grace
 
         patient = patient_context.new_page()
         enter_as_patient(patient, stack, "Taras", "Tabcloser", "+380 44 202 0202")
-        card = _card(dashboard, "Taras Tabcloser")
+        card = patient_card(dashboard, "Taras Tabcloser")
         expect(card).to_contain_text("Waiting")
         expect(card).not_to_contain_text("Not connected")
         # A reload is not leaving: the card stays, connected again.
@@ -80,7 +78,7 @@ def test_each_side_sees_when_the_other_is_away_and_a_clinician_who_leaves_sends_
     try:
         dashboard = clinician_context.new_page()
         sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
-        _card(dashboard, "Olha Awaiting").get_by_role("button", name="Join").click()
+        patient_card(dashboard, "Olha Awaiting").get_by_role("button", name="Join").click()
         expect(dashboard).to_have_url(re.compile(r"/calls/"))
         wait_for_video_playing(patient, "video[data-participant]")
         expect(patient.get_by_role("status")).to_have_text("You are in a consultation.")
@@ -108,7 +106,7 @@ def test_each_side_sees_when_the_other_is_away_and_a_clinician_who_leaves_sends_
         )
         expect(patient.get_by_role("status")).to_contain_text("will be with you shortly")
         expect(patient.locator("video[data-participant]")).to_have_count(0)
-        card = _card(dashboard, "Olha Awaiting")
+        card = patient_card(dashboard, "Olha Awaiting")
         expect(card).to_contain_text("Waiting")
         expect(card.get_by_role("button", name="Join")).to_be_visible()
         names = dashboard.get_by_role("list", name="Waiting patients").locator("[data-name]")
@@ -216,7 +214,7 @@ def test_leaving_asks_first_and_the_ended_page_says_what_happened_and_what_next(
         sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
         patient = patient_context.new_page()
         enter_as_patient(patient, stack, "Lesia", "Leaving", "+380 44 606 0606")
-        card = _card(dashboard, "Lesia Leaving")
+        card = patient_card(dashboard, "Lesia Leaving")
         expect(card).to_be_visible()
         patient.get_by_role("button", name="Leave").click()
         dialog = patient.get_by_role("dialog", name="Leave the waiting area?")
@@ -237,7 +235,7 @@ def test_leaving_asks_first_and_the_ended_page_says_what_happened_and_what_next(
         # Seen and then ended by the clinician: a different sentence, the same next step.
         patient = patient_context.new_page()
         enter_as_patient(patient, stack, "Lesia", "Seen", "+380 44 606 0707")
-        _card(dashboard, "Lesia Seen").get_by_role("button", name="Join").click()
+        patient_card(dashboard, "Lesia Seen").get_by_role("button", name="Join").click()
         wait_for_video_playing(patient, "video[data-participant]")
         patient.get_by_role("button", name="Leave").click()
         expect(patient.get_by_role("dialog", name="Leave the consultation?")).to_be_visible()
@@ -271,7 +269,7 @@ def test_names_cannot_reorder_the_page_and_phone_digits_come_in_any_script(
     try:
         dashboard = context.new_page()
         sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
-        name = _card(dashboard, "AliEvil Hassan").locator("[data-name]")
+        name = patient_card(dashboard, "AliEvil Hassan").locator("[data-name]")
         expect(name).to_have_attribute("dir", "auto")
         expect(name).to_have_text("AliEvil Hassan")
     finally:
@@ -321,7 +319,7 @@ def test_the_call_controls_stay_in_view_whatever_the_names_and_the_screen(
             enter_as_patient(patient, stack, long_name, last, "+380 44 808 0808")
             dashboard = clinician_context.new_page()
             sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
-            _card(dashboard, last).get_by_role("button", name="Join").click()
+            patient_card(dashboard, last).get_by_role("button", name="Join").click()
             wait_for_video_playing(dashboard, "video[data-participant]")
             wait_for_video_playing(patient, "video[data-participant]")
             for page in (dashboard, patient):

@@ -13,14 +13,20 @@ import re
 import time
 from dataclasses import replace
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from shared import keys
 from shared.tokens import hash_token
 from tests.support.accounts import CLINICIAN
 from tests.support.http import Socket, enter
 from tests.support.outage import Outage
-from tests.support.pages import enter_as_patient, new_context, sign_in, wait_for_video_playing
+from tests.support.pages import (
+    enter_as_patient,
+    new_context,
+    patient_card,
+    sign_in,
+    wait_for_video_playing,
+)
 from tests.support.stack import Stack
 from web.entry.views import SPACE_COOKIE
 from web.signalling import LEAVE_GRACE
@@ -37,14 +43,6 @@ def via(stack: Stack, outage: Outage) -> Stack:
     return replace(stack, port=outage.port)
 
 
-def _card(page: Page, name: str):  # type: ignore[no-untyped-def]
-    return (
-        page.get_by_role("list", name="Waiting patients")
-        .get_by_role("listitem")
-        .filter(has_text=name)
-    )
-
-
 def test_a_short_outage_while_waiting_and_in_a_call_keeps_the_space_place_and_call(
     stack: Stack, browser: object
 ) -> None:
@@ -55,7 +53,7 @@ def test_a_short_outage_while_waiting_and_in_a_call_keeps_the_space_place_and_ca
         sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
         patient = patient_context.new_page()
         enter_as_patient(patient, via(stack, outage), "Olena", "Offline", "+380 44 111 2233")
-        card = _card(dashboard, "Olena Offline")
+        card = patient_card(dashboard, "Olena Offline")
         expect(card).to_contain_text("Waiting")
         # Connected before the cut (on a busy machine the page's socket may come a moment
         # after its card): a page that never connected is not "reconnecting".
@@ -68,7 +66,7 @@ def test_a_short_outage_while_waiting_and_in_a_call_keeps_the_space_place_and_ca
         time.sleep(OUTAGE)
         outage.restore()
         expect(card).not_to_contain_text("Reconnecting", timeout=15_000)
-        expect(_card(dashboard, "Olena Offline")).to_have_count(1)
+        expect(patient_card(dashboard, "Olena Offline")).to_have_count(1)
         assert card.get_attribute("data-space") == space_id
 
         card.get_by_role("button", name="Join").click()
@@ -77,7 +75,7 @@ def test_a_short_outage_while_waiting_and_in_a_call_keeps_the_space_place_and_ca
         call_url = dashboard.url
         watcher = clinician_context.new_page()
         watcher.goto(f"{stack.url}/clinics/demo/waiting-area")
-        watched = _card(watcher, "Olena Offline")
+        watched = patient_card(watcher, "Olena Offline")
         outage.cut()
         expect(watched).to_contain_text("Reconnecting")
         time.sleep(OUTAGE)
@@ -107,7 +105,7 @@ def test_an_outage_past_the_grace_period_removes_the_patient_and_says_so(
         sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
         patient = patient_context.new_page()
         enter_as_patient(patient, via(stack, outage), "Vasyl", "Vanishing", "+380 44 111 4455")
-        card = _card(dashboard, "Vasyl Vanishing")
+        card = patient_card(dashboard, "Vasyl Vanishing")
         expect(card).to_be_visible()
         outage.cut()
         expect(card).to_have_count(0, timeout=(GRACE + 15) * 1000)
@@ -139,7 +137,7 @@ def test_a_socket_reconnect_keeps_a_peer_connection_that_works(
         sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
         patient = patient_context.new_page()
         enter_as_patient(patient, via(stack, outage), "Petro", "Persistent", "+380 44 111 6677")
-        _card(dashboard, "Petro Persistent").get_by_role("button", name="Join").click()
+        patient_card(dashboard, "Petro Persistent").get_by_role("button", name="Join").click()
         expect(dashboard).to_have_url(re.compile(r"/calls/"))
         for page in (patient, dashboard):
             wait_for_video_playing(page, "video[data-participant]")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Page, expect
 
 from tests.support.accounts import CLINICIAN, SECOND_CLINICIAN
 from tests.support.pages import (
     assert_focus_shown,
     enter_as_patient,
     new_context,
+    patient_card,
     sign_in,
     tab_to,
     wait_for_video_playing,
@@ -38,14 +39,6 @@ HORIZONTAL_OVERFLOW = "() => document.documentElement.scrollWidth > window.inner
 def _check_page(page: Page) -> None:
     assert page.evaluate(UNNAMED_CONTROLS) == []
     assert not page.evaluate(HORIZONTAL_OVERFLOW), "page scrolls sideways on a phone"
-
-
-def _card(page: Page, name: str) -> Locator:
-    return (
-        page.get_by_role("list", name="Waiting patients")
-        .get_by_role("listitem")
-        .filter(has_text=name)
-    )
 
 
 def test_a_patient_enters_by_keyboard_alone_on_a_phone(stack: Stack, browser: object) -> None:
@@ -87,7 +80,7 @@ def test_a_patient_enters_by_keyboard_alone_on_a_phone(stack: Stack, browser: ob
         # A clinician joins; the patient is in the call, mutes by keyboard and then leaves.
         clinician = clinician_context.new_page()
         sign_in(clinician, stack, CLINICIAN.email, CLINICIAN.password)
-        _card(clinician, "Kateryna Keyboard").get_by_role("button", name="Join").click()
+        patient_card(clinician, "Kateryna Keyboard").get_by_role("button", name="Join").click()
         expect(page.get_by_role("status")).to_have_text("You are in a consultation.")
         wait_for_video_playing(page, "video[data-participant]")
         mute = page.get_by_role("button", name="Mute")
@@ -134,14 +127,14 @@ def test_a_clinician_signs_in_joins_and_ends_a_call_by_keyboard_alone(
         page.keyboard.press("Enter")
         expect(page.get_by_role("heading", name=re.compile("Waiting area"))).to_be_visible()
 
-        join = _card(page, "Klym Keys").get_by_role("button", name="Join Klym Keys")
+        join = patient_card(page, "Klym Keys").get_by_role("button", name="Join Klym Keys")
         expect(join).to_be_visible()
         tab_to(page, join, limit=80)
         # A newcomer's card appears (the list is sorted again): the focus stays where it was.
         enter_as_patient(
             other_contexts[0].new_page(), stack, "Zoia", "Zwischen", "+380 44 765 4323"
         )
-        expect(_card(page, "Zoia Zwischen")).to_be_visible()
+        expect(patient_card(page, "Zoia Zwischen")).to_be_visible()
         expect(join).to_be_focused()
         page.keyboard.press("Enter")
         expect(page).to_have_url(re.compile(r"/calls/"))
@@ -240,7 +233,7 @@ def test_a_card_keeps_the_focus_when_the_waiting_list_is_sorted_again(
         page = clinician_context.new_page()
         sign_in(page, stack, CLINICIAN.email, CLINICIAN.password)
         names = page.get_by_role("list", name="Waiting patients").locator("[data-name]")
-        expect(_card(page, "Andrii Sortov")).to_be_visible()
+        expect(patient_card(page, "Andrii Sortov")).to_be_visible()
 
         def sorted_ones() -> list[str]:
             return [name for name in names.all_inner_texts() if "Sortov" in name]

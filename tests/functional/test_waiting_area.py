@@ -27,6 +27,7 @@ from tests.support.http import (
 from tests.support.pages import (
     enter_as_patient,
     new_context,
+    patient_card,
     sign_in,
     wait_for_audio_from,
     wait_for_video_playing,
@@ -58,14 +59,6 @@ def people(browser: object, count: int) -> Iterator[list[BrowserContext]]:
             context.close()
 
 
-def _card(page: Page, name: str):  # type: ignore[no-untyped-def]
-    return (
-        page.get_by_role("list", name="Waiting patients")
-        .get_by_role("listitem")
-        .filter(has_text=name)
-    )
-
-
 def test_an_arrival_is_announced_with_a_sound_and_a_desktop_notice(
     stack: Stack, browser: object
 ) -> None:
@@ -81,7 +74,7 @@ def test_an_arrival_is_announced_with_a_sound_and_a_desktop_notice(
         alerts = dashboard.evaluate("() => window.alerts")
         assert alerts["sounds"] >= 1
         assert alerts["notices"] == ["A patient has arrived at Demo Clinic"]  # no name in it
-        expect(_card(dashboard, "Alerta Arrival")).to_contain_text("Waiting")
+        expect(patient_card(dashboard, "Alerta Arrival")).to_contain_text("Waiting")
 
 
 def test_hold_then_resume(stack: Stack, browser: object) -> None:
@@ -95,7 +88,7 @@ def test_hold_then_resume(stack: Stack, browser: object) -> None:
         sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
         patient = patient_context.new_page()
         enter_as_patient(patient, stack, "Halyna", "Holding", "+380 44 000 2222")
-        card = _card(dashboard, "Halyna Holding")
+        card = patient_card(dashboard, "Halyna Holding")
         card.get_by_role("button", name="Join").click()
         expect(dashboard).to_have_url(re.compile(r"/calls/"))
         call_url = dashboard.url
@@ -116,7 +109,7 @@ def test_hold_then_resume(stack: Stack, browser: object) -> None:
                 call.close()  # the clinician goes to the dashboard while the patient waits
                 call = clinician_context.new_page()
                 call.goto(f"{stack.url}/clinics/demo/waiting-area")
-                held = _card(call, "Halyna Holding")
+                held = patient_card(call, "Halyna Holding")
                 expect(held).to_contain_text("On hold")
                 held.get_by_role("button", name="Resume").click()
                 expect(call).to_have_url(re.compile(r"/calls/"))
@@ -136,7 +129,9 @@ def test_a_message_to_one_patient_and_to_everyone_waiting(stack: Stack, browser:
         enter_as_patient(first, stack, "Mykola", "Messaged", "+380 44 000 3333")
         enter_as_patient(second, stack, "Nadiia", "Notified", "+380 44 000 4444")
 
-        _card(dashboard, "Mykola Messaged").get_by_role("button", name="Send message").click()
+        patient_card(dashboard, "Mykola Messaged").get_by_role(
+            "button", name="Send message"
+        ).click()
         dialog = dashboard.get_by_role("dialog", name="Message to Mykola Messaged")
         box = dialog.get_by_label("Message")
         expect(dialog).to_contain_text("0 of 500 characters")
@@ -159,7 +154,7 @@ def test_a_message_to_one_patient_and_to_everyone_waiting(stack: Stack, browser:
         # A reloaded page shows what the clinic wrote before.
         second.reload()
         expect(second.get_by_role("alert")).to_have_text("Thank you for waiting.")
-        card = _card(dashboard, "Mykola Messaged")
+        card = patient_card(dashboard, "Mykola Messaged")
         card.get_by_text("Activity").click()
         expect(card.locator("[data-activity]")).to_contain_text(f"Message sent by {CLINICIAN.name}")
 
@@ -174,14 +169,14 @@ def test_a_patient_is_transferred_to_another_clinic(stack: Stack, browser: objec
         other.goto(f"{stack.url}/clinics/other/waiting-area")
         patient = patient_context.new_page()
         enter_as_patient(patient, stack, "Taras", "Transferred", "+380 44 000 5555")
-        card = _card(demo, "Taras Transferred")
+        card = patient_card(demo, "Taras Transferred")
         expect(card).to_be_visible()
         _arrived_minutes_ago(stack, "Transferred", 25)
         card.get_by_label("Clinic to transfer to").select_option(label="Other Clinic")
         card.get_by_role("button", name="Transfer Taras Transferred").click()
         expect(patient.get_by_role("status")).to_have_text("You are being transferred.")
         expect(card).to_have_count(0)
-        moved = _card(other, "Taras Transferred")
+        moved = patient_card(other, "Taras Transferred")
         expect(moved).to_contain_text("Waiting")
         expect(moved.locator("[data-activity]")).to_contain_text(f"Transferred by {ROAMING.name}")
         # What they typed and when they arrived came with them.
@@ -217,7 +212,7 @@ def test_a_patient_is_transferred_from_the_call_page(stack: Stack, browser: obje
         other.goto(f"{stack.url}/clinics/other/waiting-area")
         patient = patient_context.new_page()
         enter_as_patient(patient, stack, "Vira", "Moved", "+380 44 000 5656")
-        _card(demo, "Vira Moved").get_by_role("button", name="Join").click()
+        patient_card(demo, "Vira Moved").get_by_role("button", name="Join").click()
         expect(demo).to_have_url(re.compile(r"/calls/"))
         wait_for_video_playing(patient, "video[data-participant]")
 
@@ -225,7 +220,7 @@ def test_a_patient_is_transferred_from_the_call_page(stack: Stack, browser: obje
         demo.get_by_role("button", name="Transfer Vira Moved").click()
         expect(patient.get_by_role("status")).to_have_text("You are being transferred.")
         expect(patient.locator("video[data-participant]")).to_have_count(0)
-        moved = _card(other, "Vira Moved")
+        moved = patient_card(other, "Vira Moved")
         expect(moved).to_contain_text("Waiting")
         expect(moved.locator("[data-answers]")).to_contain_text("+380 44 000 5656")
         expect(patient.get_by_role("status")).to_contain_text("The clinician will be with you")
@@ -251,7 +246,7 @@ def test_two_clinicians_adding_one_patient_at_once_the_other_is_told_who_won(
         ):
             sign_in(page, stack, account.email, account.password)
             enter_as_patient(patient, stack, "Seen", last, "+380 44 000 8181")
-            _card(page, f"Seen {last}").get_by_role("button", name="Join").click()
+            patient_card(page, f"Seen {last}").get_by_role("button", name="Join").click()
             expect(page).to_have_url(re.compile(r"/calls/"))
         enter_as_patient(contested, stack, "Kira", "Contested", "+380 44 000 8282")
         buttons = [
@@ -289,7 +284,7 @@ def test_a_second_waiting_patient_is_added_to_a_call(stack: Stack, browser: obje
         patient, relative = patient_context.new_page(), relative_context.new_page()
         enter_as_patient(patient, stack, "Petro", "Patient", "+380 44 000 6666")
         enter_as_patient(relative, stack, "Iryna", "Interpreter", "+380 44 000 7777")
-        _card(dashboard, "Petro Patient").get_by_role("button", name="Join").click()
+        patient_card(dashboard, "Petro Patient").get_by_role("button", name="Join").click()
         expect(dashboard).to_have_url(re.compile(r"/calls/"))
         dashboard.get_by_role("button", name="Add Iryna Interpreter to the call").click()
         expect(relative.get_by_role("status")).to_have_text("You are in a consultation.")
@@ -380,7 +375,7 @@ def test_the_clinics_own_questions_are_asked_and_checked(stack: Stack, browser: 
             expect(patient.get_by_role("status")).to_contain_text("will be with you shortly")
             dashboard = clinician_context.new_page()
             sign_in(dashboard, stack, CLINICIAN.email, CLINICIAN.password)
-            card = _card(dashboard, "Quentin Questions")
+            card = patient_card(dashboard, "Quentin Questions")
             expect(card).to_contain_text("Reason for visit")
             expect(card).to_contain_text("A rash")
             expect(card).to_contain_text(UKRAINIAN)
@@ -423,7 +418,7 @@ def test_the_place_in_the_queue_and_the_estimated_wait_are_shown_and_kept_curren
         expect(dashboard.locator("[data-estimate]")).to_contain_text(
             "Estimated wait for a new patient: about"
         )
-        _card(dashboard, "Anna Ahead").get_by_role("button", name="Join").click()
+        patient_card(dashboard, "Anna Ahead").get_by_role("button", name="Join").click()
         expect(status).to_contain_text("You are number 1 in the queue. About 10 minutes.")
 
 
@@ -464,11 +459,11 @@ def test_the_dashboard_searches_sorts_marks_long_waits_and_logs_an_ended_call(
             expect(shown).to_have_text(list(names))  # by arrival
             expect(dashboard.locator("[data-count]")).to_have_text("(3 waiting)")
 
-            long_wait = _card(dashboard, "Zoryana Sortova")
+            long_wait = patient_card(dashboard, "Zoryana Sortova")
             expect(long_wait.locator("[data-long-wait]")).to_have_text("Waiting over 30 minutes")
             expect(long_wait.locator("[data-waited]")).to_have_text(re.compile(r"^3[12]:\d\d$"))
             for recent in names[1:]:
-                expect(_card(dashboard, recent).locator("[data-long-wait]")).to_be_hidden()
+                expect(patient_card(dashboard, recent).locator("[data-long-wait]")).to_be_hidden()
 
             dashboard.get_by_label("Sort by").select_option(label="Name")
             expect(shown).to_have_text(sorted(names))
@@ -490,7 +485,7 @@ def test_the_dashboard_searches_sorts_marks_long_waits_and_logs_an_ended_call(
             member = signed_in(stack, joining.email, joining.password)
             joined, _call, _url = join_from_dashboard(stack, member, "Leftbehind", clinic.slug)
             joined.close()
-            card = _card(dashboard, "Vasyl Leftbehind")
+            card = patient_card(dashboard, "Vasyl Leftbehind")
             expect(card.locator("[data-card-status]")).to_have_text(f"Being seen by {joining.name}")
             expect(dashboard.locator("[data-count]")).to_have_text("(2 waiting)")
             expect(card.locator("[data-card-status]")).to_have_text("Waiting", timeout=40_000)

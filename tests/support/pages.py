@@ -70,6 +70,15 @@ def enter_as_patient(
     page.get_by_role("button", name="Start video call").click()
 
 
+def patient_card(page: Page, name: str) -> Locator:
+    """The dashboard's card of the waiting patient called `name`."""
+    return (
+        page.get_by_role("list", name="Waiting patients")
+        .get_by_role("listitem")
+        .filter(has_text=name)
+    )
+
+
 def wait_for_video_playing(page: Page, selector: str, timeout: float = 20.0) -> dict[str, int]:
     """Wait until the video element shows frames that keep advancing; returns the figures."""
     deadline = time.monotonic() + timeout
