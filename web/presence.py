@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 #: Seconds between refreshes: well inside the patient grace period and the call presence limit.
 PRESENCE_TICK = 5.0
 
+#: Seconds from finding a space or call gone to closing its sockets. Whatever ended it publishes
+#: the news ("ended", with the reason) just after deleting it; a socket closed at once would drop
+#: that news unsent (CI saw it), and its page would only know it was refused.
+NEWS_GRACE = 1.0
+
 # KEYS: spaces, then call hashes and their participant sets in pairs. ARGV: now, the number of
 # spaces, then one participant per call. Refreshes what still exists (never re-creating a key
 # that ended) and returns the positions (1-based among KEYS of spaces and calls) that are gone.
@@ -114,6 +119,9 @@ class Presence:
         for position in gone:
             index = int(position) - 1
             if index < len(spaces):
-                spaces[index][1]()
+                close = spaces[index][1]
             else:
-                calls[(index - len(spaces)) // 2][2]()
+                close = calls[(index - len(spaces)) // 2][2]
+            later = threading.Timer(NEWS_GRACE, close)
+            later.daemon = True
+            later.start()

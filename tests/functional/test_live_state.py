@@ -16,6 +16,7 @@ from shared.errors import ChecksBusy, CloseReason, SpaceAlreadyClaimed
 from shared.live import TELL_AFTER, LiveState
 from shared.protocol import NodeLeave
 from shared.spaces import PatientEntry, Spaces
+from shared.tokens import hash_token
 from tests.support.stack import Stack
 
 ENTRY = PatientEntry("Iryna", "Live", "+380 63 000 1111")
@@ -88,14 +89,19 @@ def test_the_same_clinician_joining_again_gets_the_same_call(spaces: Spaces) -> 
 def test_ending_a_consultation_deletes_every_key_of_the_space(
     spaces: Spaces, live: LiveState
 ) -> None:
+    """All that stays is why it ended, under the token's hash, for an hour: nothing personal."""
     space, token = spaces.create(1, ENTRY)
     claimed = spaces.take(space.id, 1, "u1", "Dr One", "join")
     spaces.send_message(space.id, "Five more minutes", "Dr One")
     spaces.hold(space.id, "u1", "Dr One")
     assert spaces.for_token(token) is not None
     assert spaces.end(space.id, CloseReason.CLINICIAN_ENDED) is not None
-    assert spaces.redis.keys("*") == []
+    ended = keys.ended_space_token(hash_token(token))
+    assert spaces.redis.keys("*") == [ended]
+    assert spaces.redis.get(ended) == "clinician-ended"
+    assert 0 < spaces.redis.ttl(ended) <= keys.ENDED_TOKEN_TTL
     assert spaces.for_token(token) is None
+    assert spaces.ended_for_token(token) == "clinician-ended"
     assert live.get_call(claimed.call_id) is None
     assert spaces.end(space.id, CloseReason.CLINICIAN_ENDED) is None  # ending twice is harmless
 
