@@ -145,8 +145,11 @@ def test_a_consultation_works_between_firefox_and_chromium(
             assert None not in (figures["after"]["presented"], figures["after"]["decoded"])
         assert clinician.wait_for_audio_packets() > 0
         assert patient.wait_for_audio_packets() > 0
-        # Each browser took the page's cap on what it sends (the node does no congestion control).
-        assert clinician.video_bitrate_cap() == patient.video_bitrate_cap() == 600_000
+        # Each browser took a cap on what it sends: the page's 600 kbps, or lower where the node
+        # advised it because its subscriber loses packets (a loaded machine sometimes does).
+        for side in (clinician, patient):
+            cap = side.video_bitrate_cap()
+            assert cap is not None and 0 < cap <= 600_000
 
         clinician.end_call()
         patient.wait_for_status("Your consultation has ended.")

@@ -272,8 +272,11 @@ def test_a_patient_who_can_only_relay_sees_and_is_seen_through_coturn(
         expect(dashboard).to_have_url(re.compile(r"/calls/"))
         wait_for_video_playing(patient, "video[data-participant]")
         wait_for_video_playing(dashboard, "video[data-participant]")
-        # The media flows through a relay of coturn's, allocated with the page's credential.
-        assert patient.evaluate(SELECTED_PAIR) == {"type": "relay", "relayProtocol": "udp"}
+        # The media flows through a relay of coturn's, allocated with the page's credential:
+        # over UDP or TCP, whichever pair Chromium nominated first (a loaded machine sometimes
+        # makes it TCP).
+        selected = patient.evaluate(SELECTED_PAIR)
+        assert selected["type"] == "relay" and selected["relayProtocol"] in ("udp", "tcp")
     finally:
         clinician_context.close()
         patient_context.close()
