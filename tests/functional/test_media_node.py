@@ -79,16 +79,18 @@ def test_three_participants_each_receive_both_others_without_transcoding(stack: 
 
 def test_lost_packets_are_repaired_on_both_legs_and_the_picture_goes_on(stack: Stack) -> None:
     """One video packet in ten lost between the publisher and the node, and one in ten between
-    the node and the subscriber: the node NACKs the publisher and answers the subscriber's
-    NACKs from its history (RTX), and the subscriber keeps decoding."""
+    the node and the subscriber, from the start: the node NACKs the publisher and answers the
+    subscriber's NACKs from its history (RTX), and the subscriber keeps decoding."""
 
     async def scenario(client: aioredis.Redis, call: str) -> None:
         before = await client.hgetall(keys.media_node(NODE))
-        publisher = Bot(client, NODE, call, "lossy-up", "Up", lose_sent=10)
-        subscriber = Bot(client, NODE, call, "lossy-down", "Down", lose_received=10)
+        publisher = Bot(client, NODE, call, "lossy-up", "Up")
+        subscriber = Bot(client, NODE, call, "lossy-down", "Down")
         try:
             await publisher.join()
+            publisher.lose_packets(sent=10)
             await subscriber.join()
+            subscriber.lose_packets(received=10)
             await _until(lambda: subscriber.frames_from("lossy-up") > 10)
             decoded = subscriber.frames_from("lossy-up")
             await asyncio.sleep(5)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import is_rtcp
+from aiortc.sdp import SessionDescription
 
 from media.ice import use_host_addresses
 from shared import keys
@@ -52,6 +53,19 @@ def _lose_packets(pc: RTCPeerConnection, sent: int, received: int) -> None:
     transport._handle_rtp_data = lossy_receive  # type: ignore[method-assign]
 
 
+def _route_retransmissions(pc: RTCPeerConnection, answer: str) -> None:
+    """Route each slot's RTX stream to its receiver by the SSRC the answer announces for it
+    (`a=ssrc-group:FID <media> <rtx>`), as browsers do. aiortc 1.16 routes a packet of an
+    unknown SSRC by its payload type alone, which the five video slots share, so it dropped
+    every retransmission the node sent a bot (whose picture then froze at a lost packet)."""
+    transceivers = pc.getTransceivers()
+    router = transceivers[0].receiver.transport._rtp_router
+    for index, media in enumerate(SessionDescription.parse(answer).media):
+        for group in media.ssrc_group:
+            if group.semantic == "FID" and len(group.items) == 2:
+                router.ssrc_table[int(group.items[1])] = transceivers[index].receiver
+
+
 @dataclass
 class Bot:
     """One participant in a call, driven from Python."""
@@ -64,10 +78,6 @@ class Bot:
     #: Video codec the bot lists first in its offer (Safari lists H.264 first).
     prefer_video: str = "VP8"
     connection: str = field(default_factory=lambda: secrets.token_hex(8))
-    #: One video packet in this many is lost on the way to the node, and one in this many of
-    #: those coming from it (0: none): real losses on the wire, which NACKs must repair.
-    lose_sent: int = 0
-    lose_received: int = 0
     pc: RTCPeerConnection | None = None
     slots: dict[int, str] = field(default_factory=dict)
     frames: dict[int, int] = field(default_factory=dict)
@@ -111,8 +121,7 @@ class Bot:
             if isinstance(message, Answer):
                 assert self.pc is not None
                 await self.pc.setRemoteDescription(RTCSessionDescription(message.sdp, "answer"))
-                if self.lose_sent or self.lose_received:
-                    _lose_packets(self.pc, self.lose_sent, self.lose_received)
+                _route_retransmissions(self.pc, message.sdp)
             elif isinstance(message, Slots):
                 self.slots = {s["slot"]: s["participant"] for s in message.slots}
 
@@ -122,6 +131,13 @@ class Bot:
             while True:
                 await track.recv()
                 counter[index] = counter.get(index, 0) + 1
+
+    def lose_packets(self, sent: int = 0, received: int = 0) -> None:
+        """From now on, lose one video packet in `sent` on the way to the node and one in
+        `received` of those coming from it (0: none): real losses on the wire, which NACKs
+        must repair."""
+        assert self.pc is not None and self.pc.remoteDescription is not None
+        _lose_packets(self.pc, sent, received)
 
     def frames_from(self, participant_id: str) -> int:
         """Video frames decoded so far from the slot that carries `participant_id`."""
