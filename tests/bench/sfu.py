@@ -62,6 +62,8 @@ AUDIO_RATE = 50
 RELAY_NODE = "relay"
 SFUS = ("node", "janus", "relay")
 TITLES = {"node": "this node", "janus": "Janus", "relay": "MediaRelay"}
+#: A share of the publishers' core past which their own queueing shows in the figures.
+SATURATED = 0.9
 #: Seconds a call's bots have to join and get media on every track.
 JOIN_TIMEOUT = 120.0
 
@@ -288,20 +290,24 @@ def _ms(value: float | None) -> str:
 
 
 def _ratio(a: float | None, b: float | None) -> str:
-    return "n/a" if a is None or b is None or not b else f"{a / b:.2f}x"
+    if a is None or b is None or not a or not b:
+        return "n/a"
+    return f"{a / b:.2f}x" if a / b >= 0.1 else f"1/{b / a:.0f}"
 
 
 def _report(measures: list[Measure], janus_missing: str | None) -> None:
     print(
-        "\nSFU          calls tracks  SFU CPU  tracks/core  full-rate  video fps  loss a/v (%)"
-        "   audio p50/p99 (ms)   video p50/p99 (ms)  publishers' CPU"
+        "\nSFU          calls tracks  SFU CPU  tracks/core  full-rate  video fps  audio pkt/s"
+        "  loss a/v (%)   audio p50/p99 (ms)   video p50/p99 (ms)  publishers' CPU"
     )
     for m in measures:
         note = f"  (media on {m.ready} tracks at start)" if m.ready else ""
+        if m.publishers_cpu_share > SATURATED:
+            note += "  (publishers' core saturated: their queueing is in the latency)"
         print(
             f"{TITLES[m.sfu]:12s} {m.calls:5d} {m.tracks:6d} {m.cpu_share * 100:7.1f}%"
             f" {m.tracks_per_core:12.0f} {m.full_rate_tracks_per_core():10.0f}"
-            f" {m.per_track_rate('video'):10.1f}"
+            f" {m.per_track_rate('video'):10.1f} {m.per_track_rate('audio'):12.1f}"
             f"  {m.loss('audio') * 100:5.2f}/{m.loss('video') * 100:5.2f}"
             f"   {_ms(m.latency_ms('audio', 0.5))} {_ms(m.latency_ms('audio', 0.99))}"
             f"   {_ms(m.latency_ms('video', 0.5))} {_ms(m.latency_ms('video', 0.99))}"
@@ -365,9 +371,19 @@ def _targets(measures: list[Measure]) -> None:
             if all(a is not None and b is not None for a, b in pairs):
                 p99 = all(a is not None and b is not None and a <= b for a, b in pairs)
         lines.append(("latency p99 no worse than Janus's, audio and video", p99))
+        # A saturated MediaRelay delivers each track at a fraction of the clip's frame rate:
+        # counted as whole tracks, its CPU per track would look cheaper than it is.
         lines.append(
             (
-                "CPU per forwarded track at least 20x less than MediaRelay's",
+                "CPU per forwarded track at least 20x less than MediaRelay's (full-rate tracks)",
+                None
+                if relay is None
+                else node.full_rate_tracks_per_core() >= 20 * relay.full_rate_tracks_per_core(),
+            )
+        )
+        lines.append(
+            (
+                "  the same, counting MediaRelay's tracks whole whatever their frame rate",
                 None if relay is None else node.tracks_per_core >= 20 * relay.tracks_per_core,
             )
         )
@@ -378,7 +394,7 @@ def _targets(measures: list[Measure]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", default="1,2,4", help="numbers of 6-person calls, e.g. 1,2,4")
+    parser.add_argument("--calls", default="1,2,3", help="numbers of 6-person calls, e.g. 1,2,3")
     parser.add_argument("--seconds", type=float, default=25.0, help="measured window")
     parser.add_argument("--warm-up", type=float, default=8.0, help="seconds before the window")
     parser.add_argument("--sfus", default=",".join(SFUS), help="which SFUs, e.g. node,relay")

@@ -267,6 +267,10 @@ class JanusSignalling:
         await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         await _add_candidates(pc, answer)
         participant.connected(pc, publishes=True)
+        # Janus offers a feed to subscribers only once its publisher's connection is up.
+        async with asyncio.timeout(20):
+            while pc.connectionState != "connected":
+                await asyncio.sleep(0.05)
 
     async def subscribe(self, participant: Participant, others: int) -> None:
         """One subscriber connection carrying every other participant's audio and video."""
