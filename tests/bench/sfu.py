@@ -24,7 +24,12 @@ started here from a configuration folder of its own in a network namespace made 
 its bots (sfu_janus.py); (3) aiortc's MediaRelay, decoding each publisher once and encoding per
 subscriber, in a small server of the benchmark's (sfu_relay.py).
 
-Run: .venv/bin/python -m tests.bench.sfu [--calls 1,2,4] [--seconds 25] [--warm-up 8]
+Calls: 1, 2 and 3 by default. The publishers are the limit on a 2-core machine: one call's six
+bots take about a quarter of their core (receiving 60 tracks through aiortc), so three calls
+nearly fill it, well before the SFU's core is full (the figures say how full it was); with more
+cores give the bots more (`--publisher-cores`) and ask for more calls.
+
+Run: .venv/bin/python -m tests.bench.sfu [--calls 1,2,3] [--seconds 25] [--warm-up 8]
 Needs root (network namespace, socket buffers). Prints figures, ratios and whether the targets
 of issue 10 are met; never fails on the machine's speed. Not a test: pytest does not collect it.
 """
@@ -427,11 +432,12 @@ def main() -> None:
     if os.geteuid() != 0 and "janus" in sfus:
         janus_missing = "a network namespace needs root"
     measures: list[Measure] = []
-    with ExitStack() as stack, running_stack(root, beat=False) as system:
+    # The relay and Janus stop before the stack (the relay reads its inbox from the stack's Redis).
+    with running_stack(root, beat=False) as system, ExitStack() as stack:
         node_pid = system.processes["media"].popen.pid
         _pin_all_threads(node_pid, options.sfu_core)
-        targets = {"node": Target("node", node_pid, "127.0.0.1", [], [])}
-        targets["node"].extra = ["--redis", system.redis_server.url, "--node", "node-1"]
+        extra = ["--redis", system.redis_server.url, "--node", "node-1"]
+        targets = {"node": Target("node", node_pid, "127.0.0.1", [], extra)}
         if "relay" in sfus:
             pid = stack.enter_context(_relay(system.redis_server.url, options.sfu_core, root))
             extra = ["--redis", system.redis_server.url, "--node", RELAY_NODE]
@@ -441,8 +447,9 @@ def main() -> None:
                 host = stack.enter_context(_network())
                 janus = stack.enter_context(running_janus(root / "janus", host, options.sfu_core))
                 url = f"http://{host.address}:{HTTP_PORT}/janus"
-                targets["janus"] = Target("janus", janus.pid, host.address, host.wrapper, [])
-                targets["janus"].extra = ["--janus", url]
+                targets["janus"] = Target(
+                    "janus", janus.pid, host.address, host.wrapper, ["--janus", url]
+                )
             except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
                 janus_missing = f"it did not start: {exc}"
         for calls in call_counts:
