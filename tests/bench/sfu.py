@@ -109,6 +109,12 @@ class Measure:
         video = self.stats["video"]["tracks"] * min(1.0, self.per_track_rate("video") / FRAME_RATE)
         return (audio + video) / self.cpu_share if self.cpu_share else float("inf")
 
+    def stamped(self) -> float:
+        """The share of received packets that gave a latency sample (retransmissions do not)."""
+        samples = sum(len(self.stats[k]["latencies_us"]) for k in ("audio", "video"))
+        received = sum(self.stats[k]["received"] for k in ("audio", "video"))
+        return samples / received if received else 0.0
+
     def latency_ms(self, kind: str, share: float) -> float | None:
         values = self.stats[kind]["latencies_us"]
         if not values:
@@ -303,7 +309,7 @@ def _ratio(a: float | None, b: float | None) -> str:
 def _report(measures: list[Measure], janus_missing: str | None) -> None:
     print(
         "\nSFU          calls tracks  SFU CPU  tracks/core  full-rate  video fps  audio pkt/s"
-        "  loss a/v (%)   audio p50/p99 (ms)   video p50/p99 (ms)  publishers' CPU"
+        "  loss a/v (%)   audio p50/p99 (ms)   video p50/p99 (ms)  stamped  publishers' CPU"
     )
     for m in measures:
         note = f"  (media on {m.ready} tracks at start)" if m.ready else ""
@@ -316,7 +322,7 @@ def _report(measures: list[Measure], janus_missing: str | None) -> None:
             f"  {m.loss('audio') * 100:5.2f}/{m.loss('video') * 100:5.2f}"
             f"   {_ms(m.latency_ms('audio', 0.5))} {_ms(m.latency_ms('audio', 0.99))}"
             f"   {_ms(m.latency_ms('video', 0.5))} {_ms(m.latency_ms('video', 0.99))}"
-            f"   {m.publishers_cpu_share * 100:6.1f}%{note}"
+            f"  {m.stamped() * 100:6.1f}%   {m.publishers_cpu_share * 100:6.1f}%{note}"
         )
     if janus_missing:
         print(f"\nJanus not measured: {janus_missing}")

@@ -45,8 +45,9 @@ from shared import keys
 from shared.protocol import SLOT_COUNT, Answer, NodeLeave, NodeOffer, decode
 from tests.bench.sfu_media import TRAILER, sent_at, trailer
 
-#: Send times kept per published track (RTP timestamp → ns): a few seconds of frames.
-KEPT_STAMPS = 512
+#: Send times kept per published track (RTP timestamp → ns): over a minute of audio frames,
+#: longer than an overloaded relay has been seen to hold a frame back.
+KEPT_STAMPS = 4096
 _MAPPER = "_RTCRtpReceiver__timestamp_mapper"
 
 
@@ -70,7 +71,7 @@ class Published:
 
         receiver._handle_rtp_packet = stripped  # type: ignore[method-assign]
 
-    def sent_at(self, pts: int | None) -> int | None:
+    def frame_sent_at(self, pts: int | None) -> int | None:
         """When the publisher sent the frame decoded with `pts`."""
         origin = getattr(getattr(self.receiver, _MAPPER), "_origin", None)
         if pts is None or origin is None:
@@ -91,7 +92,7 @@ class Relayed(MediaStreamTrack):
 
     async def recv(self) -> Any:
         frame = await self._proxy.recv()
-        self.sent = self._source.sent_at(frame.pts)
+        self.sent = self._source.frame_sent_at(frame.pts)
         return frame
 
     def stop(self) -> None:
