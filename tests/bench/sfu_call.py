@@ -114,6 +114,7 @@ def _no_sync(_ssrc: int, _ntp: int, _rtp: int) -> None:
 
 
 def _big_receive_buffers(pc: RTCPeerConnection) -> None:
+    """RECEIVE_BUFFER on each socket ICE gathered (the one address, so one per transport)."""
     for transport in {t.sender.transport.transport for t in pc.getTransceivers()}:
         for protocol in transport._connection._protocols:
             sock = protocol.transport.get_extra_info("socket")
