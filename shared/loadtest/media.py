@@ -119,11 +119,11 @@ class Clip:
 
 
 @cache
-def video_clip(kbps: int = 500, seconds: float = 2.0) -> Clip:
-    """VP8 at about `kbps` (a browser caps its camera at 600 kbps), 320x240 at 30 frames a
-    second, one keyframe at the start of each loop."""
+def video_clip(kbps: int = 500, seconds: float = 2.0, width: int = 320, height: int = 240) -> Clip:
+    """VP8 at about `kbps` (a browser caps its camera at 600 kbps), `width`x`height` at 30
+    frames a second, one keyframe at the start of each loop."""
     codec = av.CodecContext.create("libvpx", "w")
-    codec.width, codec.height, codec.pix_fmt = 320, 240, "yuv420p"
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
     codec.framerate = fractions.Fraction(FRAME_RATE, 1)
     codec.time_base = fractions.Fraction(1, FRAME_RATE)
     codec.bit_rate = kbps * 1000
@@ -136,15 +136,16 @@ def video_clip(kbps: int = 500, seconds: float = 2.0) -> Clip:
         "kf-min-dist": str(count),
     }
     # A band of noise: what the encoder cannot predict sets the rate (libvpx's own rate
-    # control overshoots on a picture this small); 24 rows of 320 make about 500 kbps.
-    rows = max(2, round(24 * kbps / 500))
-    noise = random.Random(11).randbytes(320 * 240 * 2)
+    # control overshoots on a picture this small); 24 rows of 320 pixels make about 500 kbps.
+    rows = max(2, round(24 * 320 / width * kbps / 500))
+    noise = random.Random(11).randbytes(width * height * 2)
     frames: list[bytes] = []
     for index in range(count):
-        frame = picture(index)
+        frame = picture(index, width, height)
         luma = bytearray(bytes(frame.planes[0]))
-        offset = (index * 997) % (320 * 240)
-        luma[: rows * 320] = noise[offset : offset + rows * 320]
+        band = rows * frame.planes[0].line_size
+        offset = (index * 997) % (width * height)
+        luma[:band] = noise[offset : offset + band]
         frame.planes[0].update(bytes(luma))
         frame.pts = index
         frame.time_base = codec.time_base

@@ -18,19 +18,15 @@ moves the stamp across itself (tests/bench/sfu_relay.py).
 
 from __future__ import annotations
 
-import fractions
 import pickle
-import random
 import struct
 import time
 from pathlib import Path
 
-import av
 from aiortc import RTCPeerConnection
-from aiortc.mediastreams import VIDEO_CLOCK_RATE as VIDEO_CLOCK
 from aiortc.rtp import is_rtcp
 
-from shared.loadtest.media import FRAME_RATE, Clip, audio_clip, picture
+from shared.loadtest.media import Clip, audio_clip, video_clip
 
 MAGIC = b"VCts"
 TRAILER = struct.Struct(">4sQ")
@@ -71,45 +67,9 @@ def stamp_sent_media(pc: RTCPeerConnection, senders: int = 2) -> None:
     transport._send_rtp = stamped  # type: ignore[method-assign]
 
 
-def video_clip(kbps: int = 500) -> Clip:
-    """640x360 VP8 at about `kbps`, 30 frames a second, a keyframe at the start of each loop.
-
-    Like shared.loadtest.media.video_clip (320x240): a band of noise the encoder cannot predict
-    sets the rate; 12 rows of 640 make about 500 kbps.
-    """
-    codec = av.CodecContext.create("libvpx", "w")
-    codec.width, codec.height, codec.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-    codec.framerate = fractions.Fraction(FRAME_RATE, 1)
-    codec.time_base = fractions.Fraction(1, FRAME_RATE)
-    codec.bit_rate = kbps * 1000
-    count = round(LOOP_SECONDS * FRAME_RATE)
-    codec.options = {
-        "deadline": "realtime",
-        "cpu-used": "8",
-        "lag-in-frames": "0",
-        "kf-max-dist": str(count),
-        "kf-min-dist": str(count),
-    }
-    rows = max(2, round(12 * kbps / 500))
-    noise = random.Random(11).randbytes(WIDTH * HEIGHT * 2)
-    frames: list[bytes] = []
-    for index in range(count):
-        frame = picture(index, WIDTH, HEIGHT)
-        luma = bytearray(bytes(frame.planes[0]))
-        band = rows * frame.planes[0].line_size
-        offset = (index * 997) % (WIDTH * HEIGHT)
-        luma[:band] = noise[offset : offset + band]
-        frame.planes[0].update(bytes(luma))
-        frame.pts = index
-        frame.time_base = codec.time_base
-        frames += [bytes(p) for p in codec.encode(frame)]
-    frames += [bytes(p) for p in codec.encode(None)]
-    return Clip("video", tuple(frames), VIDEO_CLOCK // FRAME_RATE, VIDEO_CLOCK)
-
-
 def save_clips(path: Path, kbps: int = 500) -> tuple[Clip, Clip]:
     """Encode the clips once and keep them at `path` for the publishers' processes."""
-    clips = (audio_clip(), video_clip(kbps))
+    clips = (audio_clip(), video_clip(kbps, LOOP_SECONDS, WIDTH, HEIGHT))
     path.write_bytes(pickle.dumps(clips))
     return clips
 
