@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from celery import shared_task
 
@@ -17,7 +18,15 @@ from workers.app import REAP_MEDIA_NODES, SWEEP_WAITING_AREAS, VidclinicTask
 log = logging.getLogger(__name__)
 
 
-@shared_task(name=SWEEP_WAITING_AREAS, bind=True)
+#: How beat's periodic tasks are acknowledged: at once, not late. Beat sends the next one an
+#: interval later anyway, and a message left unacknowledged every half second meant one was
+#: always in flight when Redis went away: kombu 5.7 then tries to restore it through a transport
+#: it has already closed, and the worker dies ("Unrecoverable error: 'NoneType' object has no
+#: attribute 'hostname'"; seen in a Redis restart in CI).
+PERIODIC: dict[str, Any] = {"acks_late": False, "reject_on_worker_lost": False}
+
+
+@shared_task(name=SWEEP_WAITING_AREAS, bind=True, **PERIODIC)
 def sweep_waiting_areas(task: VidclinicTask) -> int:
     """End spaces nobody has been connected to past the grace period; returns how many.
 
@@ -46,12 +55,7 @@ def sweep_waiting_areas(task: VidclinicTask) -> int:
     return ended
 
 
-# Acknowledged at once, not late: beat sends the next one a heartbeat later anyway, and a
-# message left unacknowledged every half second meant one was always in flight when Redis went
-# away — kombu 5.7 then tries to restore it through a transport it has already closed, and the
-# worker dies ("Unrecoverable error: 'NoneType' object has no attribute 'hostname'"; seen in a
-# Redis restart in CI).
-@shared_task(name=REAP_MEDIA_NODES, bind=True, acks_late=False, reject_on_worker_lost=False)
+@shared_task(name=REAP_MEDIA_NODES, bind=True, **PERIODIC)
 def reap_media_nodes(task: VidclinicTask) -> list[str]:
     """Move the calls of media nodes that stopped heartbeating to live ones, and place calls
     that wait for a node once one has room; returns the ids of the nodes found dead.
