@@ -327,11 +327,7 @@ def _report(measures: list[Measure], janus_missing: str | None) -> None:
     if janus_missing:
         print(f"\nJanus not measured: {janus_missing}")
     print("\nRatios of this node (per number of calls):")
-    for calls in sorted({m.calls for m in measures}):
-        by_sfu = {m.sfu: m for m in measures if m.calls == calls}
-        node = by_sfu.get("node")
-        if node is None:
-            continue
+    for calls, node, by_sfu in _per_call_count(measures):
         for other in ("janus", "relay"):
             peer = by_sfu.get(other)
             if peer is None:
@@ -351,14 +347,20 @@ def _report(measures: list[Measure], janus_missing: str | None) -> None:
     _targets(measures)
 
 
-def _targets(measures: list[Measure]) -> None:
-    """Issue 10's targets, per number of calls, each said met or not (never faked)."""
-    print("\nTargets (issue 10):")
+def _per_call_count(measures: list[Measure]) -> Iterator[tuple[int, Measure, dict[str, Measure]]]:
+    """For each number of calls this node was measured at: the count, its measure, and every
+    SFU's measure by name."""
     for calls in sorted({m.calls for m in measures}):
         by_sfu = {m.sfu: m for m in measures if m.calls == calls}
         node = by_sfu.get("node")
-        if node is None:
-            continue
+        if node is not None:
+            yield calls, node, by_sfu
+
+
+def _targets(measures: list[Measure]) -> None:
+    """Issue 10's targets, per number of calls, each said met or not (never faked)."""
+    print("\nTargets (issue 10):")
+    for calls, node, by_sfu in _per_call_count(measures):
         janus, relay = by_sfu.get("janus"), by_sfu.get("relay")
         lines: list[tuple[str, bool | None]] = []
         lines.append(
